@@ -235,14 +235,14 @@ def test_state_dict_into_fresh_conv_without_shape():
 
 def test_model_warm_start_converges_faster():
     model = _small_conv_model(5)
-    model.converge(block_size=1)
+    model.converge(method="block_power", block_size=1)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1e-4 * torch.randn_like(p))
-    warm = model.converge(block_size=1)
+    warm = model.converge(method="block_power", block_size=1)
     for i, layer in enumerate(model.spectral_layers()):
         layer.reset_power_iteration(torch.Generator().manual_seed(i))
-    cold = model.converge(block_size=1)
+    cold = model.converge(method="block_power", block_size=1)
     assert warm.iterations < cold.iterations
     assert warm.k_body == pytest.approx(cold.k_body, rel=1e-7)
 

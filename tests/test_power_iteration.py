@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lipcert.power_iteration import SpectralConv2d, SpectralLinear
+from lipcert.power_iteration import _DENSE_LIMIT, SpectralConv2d, SpectralLinear
 
 # (kernel, stride, padding) of every convolution in table B2 (4C3F, 6C2F, 8C2F) and the authors' 4C3F.
 CONV_CONFIGS = [(3, 1, 1), (4, 2, 1), (4, 2, 0), (3, 2, 1)]
@@ -51,23 +51,40 @@ def test_plain_conv_transpose_loses_a_row_on_stride2_even_input():
     assert conv.apply_adjoint(y, conv.weight.detach()).shape[-1] == 8
 
 
+@pytest.mark.parametrize("method", ["lanczos", "block_power"])
 @pytest.mark.parametrize("k,s,p", CONV_CONFIGS)
 @pytest.mark.parametrize("hw", SIZES)
-def test_conv_sigma_matches_dense_svd(k, s, p, hw):
-    conv = _conv(k, s, p, hw, seed=hw)
-    res = conv.converge_sigma(tol=1e-9)
+def test_conv_sigma_matches_dense_svd(k, s, p, hw, method):
+    conv = _conv(k, s, p, hw, cin=8, cout=8, seed=hw)  # 8*hw*hw > _DENSE_LIMIT: the iterative path runs
+    assert 8 * hw * hw > _DENSE_LIMIT
+    res = conv.converge_sigma(tol=1e-9, method=method)
     exact = _dense_sigma(conv)
-    assert res.converged
+    assert res.converged and res.iterations > 1
     assert abs(res.sigma - exact) / exact < 1e-8
     assert res.sigma <= exact * (1 + 1e-12)  # Ritz values approach from below
-    assert tuple(conv.pi_vector.shape) == (1, 3, hw, hw)
+    assert tuple(conv.pi_vector.shape) == (1, 8, hw, hw)
+    # the stored vector is the top right singular vector: ||W u|| = sigma
+    assert float(conv.power_sigma(0, update=False).detach()) == pytest.approx(exact, rel=1e-7)
 
 
-@pytest.mark.parametrize("shape", [(5, 3), (40, 20), (2, 10), (64, 7)])
-def test_linear_sigma_matches_svd(shape):
+def test_small_layers_are_solved_exactly_by_dense_svd():
+    conv = _conv(3, 1, 1, 6)  # 3*6*6 = 108 inputs
+    res = conv.converge_sigma()
+    assert res.iterations == 1 and res.estimated_rel_error == 0.0
+    assert res.sigma == pytest.approx(_dense_sigma(conv), rel=1e-12)
+
+
+def test_unknown_method_is_rejected():
+    with pytest.raises(ValueError, match="unknown method 'svd'"):
+        _conv(3, 1, 1, 6).converge_sigma(method="svd")
+
+
+@pytest.mark.parametrize("method", ["lanczos", "block_power"])
+@pytest.mark.parametrize("shape", [(5, 3), (40, 20), (2, 10), (64, 7), (300, 400), (50, 600)])
+def test_linear_sigma_matches_svd(shape, method):
     torch.manual_seed(3)
     lin = SpectralLinear(shape[1], shape[0]).double()
-    res = lin.converge_sigma(tol=1e-9)
+    res = lin.converge_sigma(tol=1e-9, method=method)
     exact = float(torch.linalg.matrix_norm(lin.weight.detach(), ord=2))
     assert abs(res.sigma - exact) / exact < 1e-8
 
@@ -147,16 +164,18 @@ def test_converged_value_is_frozen_and_guarded():
     assert float(lin.converged_sigma()) != sigma
 
 
-def test_warm_start_needs_fewer_iterations_than_cold():
+@pytest.mark.parametrize("method,hw", [("lanczos", 16), ("block_power", 8)])
+def test_warm_start_needs_fewer_iterations_than_cold(method, hw):
+    """(Lanczos builds a 32-vector Krylov space before its first check, so its layer is larger.)"""
     torch.manual_seed(7)
     conv = SpectralConv2d(8, 8, 3, padding=1).double()
-    conv.set_input_shape((8, 8, 8))
-    conv.converge_sigma(block_size=1)
+    conv.set_input_shape((8, hw, hw))
+    conv.converge_sigma(method=method, block_size=1)
     with torch.no_grad():  # a small "training step"
         conv.weight.add_(1e-3 * torch.randn_like(conv.weight))
-    warm = conv.converge_sigma(block_size=1)
+    warm = conv.converge_sigma(method=method, block_size=1)
     conv.reset_power_iteration(torch.Generator().manual_seed(0))
-    cold = conv.converge_sigma(block_size=1)
+    cold = conv.converge_sigma(method=method, block_size=1)
     assert warm.iterations < cold.iterations
     assert abs(warm.sigma - cold.sigma) / cold.sigma < 1e-7
 
@@ -178,6 +197,6 @@ def test_bad_arguments():
 
 def test_max_iter_cap_reports_not_converged():
     conv = _conv(3, 1, 1, 9)
-    res = conv.converge_sigma(tol=1e-15, max_iter=3, block_size=1)
+    res = conv.converge_sigma(tol=1e-15, max_iter=3, method="block_power", block_size=1)
     assert res.iterations == 3 and not res.converged
     assert math.isfinite(res.sigma)

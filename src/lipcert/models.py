@@ -184,17 +184,18 @@ class LipschitzClassifier(nn.Module):
         return product([layer.power_sigma(n_iter, update, grad_through_iterates) for layer in self.spectral_layers()])
 
     # --- converged bound ----------------------------------------------------------------------
-    def converge(self, tol: float = 1e-9, max_iter: int = 100_000, block_size: int = 4) -> ConvergenceReport:
+    def converge(self, tol: float = 1e-9, max_iter: int = 100_000, method: str = "lanczos",
+                 block_size: int = 4) -> ConvergenceReport:
         """Converge every layer in float64 so that the global bound's relative error is below ``tol``.
 
         Each of the L layers is iterated to an estimated relative error below tol / L, which bounds the
-        relative error of the product by tol (block power iteration, see
+        relative error of the product by tol (``method``: Lanczos or block power iteration, see
         :meth:`SpectralLinear.converge_sigma`).  Afterwards the norms are frozen for evaluation.
         """
         start = time.perf_counter()
         layers = self.spectral_layers()
         per_layer_tol = tol / max(1, len(layers))
-        results = tuple(layer.converge_sigma(per_layer_tol, max_iter, block_size) for layer in layers)
+        results = tuple(layer.converge_sigma(per_layer_tol, max_iter, method, block_size) for layer in layers)
         k_body = math.prod(r.sigma for r in results)
         k_global = k_body * float(self._head_pairwise().max()) if k_body > 0 else 0.0
         return ConvergenceReport(results, k_body, k_global, tol, time.perf_counter() - start)
