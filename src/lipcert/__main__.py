@@ -1,0 +1,192 @@
+"""Command line: ``python -m lipcert {train,certify,tightness,demo} ...``.
+
+Each sub-command is one task of the pipeline (the Snakemake rules call these):
+
+* ``train``: train one run (params file + experiment + seed) into a run directory (resumes if interrupted);
+* ``certify``: converge the bound of a finished run and certify its test set (CLL supplement C, eq. (18));
+* ``tightness``: empirical lower Lipschitz bound and tightness (supplement C, eqs. (19)-(20));
+* ``demo``: the main job on the embedded default (two-moons, no download).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _tracker(args, cfg, experiment: str, run_name: str):
+    from .tracking import RunTracker, default_tracking_uri
+
+    enabled = not args.no_mlflow
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(args.results_dir)
+    return RunTracker(experiment, run_name, enabled=enabled, tracking_uri=uri if enabled else None,
+                      group=args.group or run_name.rsplit("_seed", 1)[0],
+                      tags={"model": cfg.model, "loss": cfg.loss.name, "seed": cfg.seed})
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from .datasets import load_data
+    from .params import run_config_from_params
+    from .training import train_run
+
+    cfg = run_config_from_params(args.params, args.experiment, args.set, seed=args.seed)
+    if args.threads:
+        from dataclasses import replace
+
+        cfg = replace(cfg, threads=args.threads)
+    torch.set_num_threads(cfg.threads)
+    data = load_data(cfg.data)
+    out = Path(args.out)
+    experiment = Path(args.params).stem
+    run_name = f"{args.experiment}_seed{cfg.seed}"
+    with _tracker(args, cfg, experiment, run_name) as tracker:
+        if tracker.enabled:
+            tracker.log_params(cfg.to_dict())
+        metrics = train_run(cfg, data, out, tracker=tracker if tracker.enabled else None,
+                            progress=not args.no_progress, device=args.device)
+        if metrics is not None and tracker.enabled:
+            _log_history_figure(out, tracker)
+    if metrics is not None:
+        keys = [k for k in metrics if k.startswith(("clean", "cra_", "train_cra_", "K_f", "K_hf"))]
+        print(f"{out}: " + ", ".join(f"{k}={metrics[k]:.4g}" for k in keys))
+    return 0
+
+
+def _log_history_figure(run_dir: Path, tracker) -> None:
+    from .reporting.curves import plot_history
+
+    png = plot_history(run_dir / "history.json", run_dir / "history.png")
+    tracker.log_artifact(png)
+
+
+def cmd_certify(args) -> int:
+    import torch
+
+    from .certification import certify_model
+    from .datasets import load_data
+    from .io_utils import atomic_write_json
+    from .training import load_trained_model
+
+    torch.set_num_threads(args.threads)
+    cfg, model = load_trained_model(args.run)
+    report = model.converge(args.tol)
+    data = load_data(cfg.data)
+    eps = tuple(args.eps) if args.eps else cfg.eval_eps
+    res = certify_model(model, data.x_test, data.y_test, eps)
+    out = Path(args.out) if args.out else Path(args.run) / "certify.json"
+    summary = res.summary()
+    summary.update({"k_body": report.k_body, "converge_iterations": report.iterations, "converge_tol": args.tol,
+                    "converged": report.converged, "data": data.label})
+    atomic_write_json(out, summary)
+    print(f"{out}: clean={100 * res.clean_accuracy:.2f}% " + " ".join(
+        f"CRA@{e:.4g}={100 * c:.2f}%" for e, c in zip(res.eps_list, res.certified_accuracy)) + f" K(f)={res.global_lipschitz:.5g}")
+    return 0
+
+
+def cmd_tightness(args) -> int:
+    import torch
+
+    from .datasets import load_data
+    from .io_utils import atomic_write_json
+    from .tightness import sample_pairs, tightness_attack
+    from .training import load_trained_model
+
+    torch.set_num_threads(args.threads)
+    cfg, model = load_trained_model(args.run)
+    model.converge(args.tol)
+    data = load_data(cfg.data)
+    g = torch.Generator().manual_seed(args.seed)
+    n_pairs = min(args.pairs, data.x_train.shape[0] // 2)
+    x1, x2 = sample_pairs(data.x_train, n_pairs, generator=g)
+    res = tightness_attack(model, x1, x2, steps=args.steps, lr=args.lr, domain=data.domain,
+                           batch_size=args.batch_size, generator=g)
+    out = Path(args.out) if args.out else Path(args.run) / "tightness.json"
+    summary = res.summary()
+    summary.update({"pairs": n_pairs, "steps": args.steps, "lr": args.lr, "seed": args.seed})
+    atomic_write_json(out, summary)
+    print(f"{out}: lower bound={res.lower_bound:.5g} K(f)={res.global_lipschitz:.5g} "
+          f"tightness={100 * res.tightness:.1f}% ({res.pair_steps_per_second:.3g} pair-steps/s)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Two-moons at the paper's settings (table B1): CLL and GloRo at 2*eps = 0.3; prints CRA and K."""
+    results = Path(args.results_dir) / "demo"
+    params = Path(__file__).resolve().parents[2] / "params" / "two_moons.yaml"
+    start = time.perf_counter()
+    for experiment in ("cll", "gloro"):
+        ns = argparse.Namespace(params=str(params), experiment=experiment, seed=0, set=list(args.set),
+                                out=str(results / experiment), no_progress=False, device="cpu", threads=1,
+                                no_mlflow=args.no_mlflow, results_dir=args.results_dir, group=None)
+        print(f"== training two-moons {experiment} (params/two_moons.yaml, seed 0) -> {ns.out}", flush=True)
+        cmd_train(ns)
+    print(f"demo finished in {time.perf_counter() - start:.0f} s; run directories under {results}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lipcert", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--results-dir", default="results", help="results root (MLflow database lives here)")
+        p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+        p.add_argument("--group", default=None, help="MLflow group (parent run) shared by seeds")
+
+    t = sub.add_parser("train", help="train one run")
+    t.add_argument("--params", required=True, help="params YAML file, e.g. params/two_moons.yaml")
+    t.add_argument("--experiment", required=True, help="experiment name inside the params file")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. loss.eps=0.2")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--threads", type=int, default=None, help="torch threads (default: params 'threads')")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--no-progress", action="store_true")
+    common(t)
+    t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("certify", help="certify a finished run on its test set")
+    c.add_argument("--run", required=True)
+    c.add_argument("--eps", type=float, nargs="*", default=None)
+    c.add_argument("--tol", type=float, default=1e-9)
+    c.add_argument("--out", default=None)
+    c.add_argument("--threads", type=int, default=1)
+    c.set_defaults(func=cmd_certify)
+
+    k = sub.add_parser("tightness", help="tightness attack on a finished run")
+    k.add_argument("--run", required=True)
+    k.add_argument("--pairs", type=int, default=4000)
+    k.add_argument("--steps", type=int, default=1000)
+    k.add_argument("--lr", type=float, default=3e-4)
+    k.add_argument("--batch-size", type=int, default=None)
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--tol", type=float, default=1e-9)
+    k.add_argument("--out", default=None)
+    k.add_argument("--threads", type=int, default=1)
+    k.set_defaults(func=cmd_tightness)
+
+    d = sub.add_parser("demo", help="the main job on the embedded default (two-moons)")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    common(d)
+    d.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

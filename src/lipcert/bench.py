@@ -1,0 +1,499 @@
+"""Benchmarks of the bound computation, the training-loss overhead and the tightness attack (CPU).
+
+``python -m lipcert.bench {converge,overhead,loss,tightness,all} [--threads N] [--models ...]`` prints a
+readable table and one JSON line (prefixed ``JSON``) per result; docs/benchmarks.md records the numbers.
+
+* ``converge``: float64 convergence of the upper bound to relative error 1e-9 (CLL eq. (16), supplement B
+  "Computing upper Lipschitz bound") with Lanczos and block power iteration, per layer and total, and an
+  authors-style float32 baseline (reference_implementation.md section 1.3, "Post-epoch convergence").
+* ``overhead``: cost of putting the power iteration into the graph through the lambda * K(f)^2 term of
+  main eq. (3), per training step.
+* ``loss``: training throughput of multinomial CLL (supplement Definition 2, main eq. (3)) against plain
+  cross-entropy without any bound computation.
+* ``tightness``: pair-steps per second of the lower-bound attack of supplement C, eq. (19).
+
+Each benchmark is a plain function that takes a zero-argument model factory (so tests can pass tiny
+models) and returns a JSON-serialisable dict.  Timings are wall-clock seconds from ``time.perf_counter``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+
+import torch
+import torch.nn.functional as F
+
+from lipcert.bounds import pairwise_row_distances
+from lipcert.data.two_moons import make_two_moons
+from lipcert.losses import calibrated_loss, cross_entropy_loss
+from lipcert.models import LipschitzClassifier, build_model, load_architectures
+from lipcert.power_iteration import converge_layer
+from lipcert.tightness import sample_pairs, tightness_attack
+
+__all__ = [
+    "CONVERGE_METHODS",
+    "authors_style_convergence",
+    "benchmark_converge",
+    "benchmark_loss",
+    "benchmark_overhead",
+    "benchmark_tightness",
+    "main",
+]
+
+ModelFactory = Callable[[], LipschitzClassifier]
+
+CONVERGE_METHODS = ("lanczos", "block_power")
+BENCHMARKS = ("converge", "overhead", "loss", "tightness")
+DEFAULT_MODELS = {
+    "converge": ("4C3F", "6C2F", "8C2F"),
+    "overhead": ("4C3F", "6C2F"),
+    "loss": ("4C3F",),
+}
+# Block power iteration on 8C2F needs more than 10 minutes on 2 CPU threads (clustered top singular
+# values of the 64x64 convolutions); it is skipped there unless --block-power-all is given.
+BLOCK_POWER_SKIPPED_BY_DEFAULT = ("8C2F",)
+
+
+def _check_positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    n = torch.linalg.vector_norm(v)
+    return v / n if n > 0 else v
+
+
+# --- converge ----------------------------------------------------------------------------------------
+
+def authors_style_convergence(model: LipschitzClassifier, *, tol: float = 1e-9,
+                              max_sweeps: int = 10_000) -> dict:
+    """Float32 post-epoch convergence as the authors' code does it (reference_implementation.md 1.3).
+
+    Starting from each layer's current iterate, repeat global sweeps of one power-iteration step per body
+    layer, x <- W^T W x / ||W^T W x||, sigma_l = ||W x||, all in float32, and K_t = prod_l sigma_l *
+    max_ij ||W_i - W_j|| (the head's largest row distance, CLL eq. (16)/(18)); stop when
+    |K_t - K_{t-1}| <= ``tol`` (absolute) or after ``max_sweeps`` sweeps.  In float32 with K of order
+    10^1..10^3 this means "until K stops changing bit-wise", which can happen well before the iterate
+    has converged.  Unlike the authors' code, the operators are our layers' ``apply_operator`` /
+    ``apply_adjoint`` (the exact adjoint on the true input shape), so the only differences to our
+    converged bound are float32 and the stopping rule.  The model's iterates are not modified.
+
+    Returns sweeps, seconds, whether the stopping rule fired, K_body and K_global (float32 values as
+    Python floats) and the per-layer sigmas.
+    """
+    if not (tol >= 0):
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
+    _check_positive_int("max_sweeps", max_sweeps)
+    layers = model.spectral_layers()
+    with torch.no_grad():
+        weights = [layer.weight.detach().to(torch.float32) for layer in layers]
+        iterates = [_unit(layer.pi_vector.detach().to(torch.float32).clone()) for layer in layers]
+        head_factor = pairwise_row_distances(model.head.weight.detach().to(torch.float32)).max()
+        sigmas = [torch.zeros((), dtype=torch.float32) for _ in layers]
+        k_prev: torch.Tensor | None = None
+        k_body = torch.ones((), dtype=torch.float32)
+        stopped = False
+        sweeps = 0
+        start = time.perf_counter()
+        while sweeps < max_sweeps:
+            sweeps += 1
+            k_body = torch.ones((), dtype=torch.float32)
+            for i, (layer, w) in enumerate(zip(layers, weights)):
+                x = _unit(layer.apply_adjoint(layer.apply_operator(iterates[i], w), w))
+                iterates[i] = x
+                sigmas[i] = torch.linalg.vector_norm(layer.apply_operator(x, w))
+                k_body = k_body * sigmas[i]
+            k = k_body * head_factor
+            if k_prev is not None and float(torch.abs(k - k_prev)) <= tol:
+                stopped = True
+                break
+            k_prev = k
+        seconds = time.perf_counter() - start
+    return {
+        "sweeps": sweeps,
+        "seconds": seconds,
+        "stopped_by_tolerance": stopped,
+        "k_body": float(k_body),
+        "k_global": float(k_body * head_factor),
+        "layer_sigmas": [float(s) for s in sigmas],
+    }
+
+
+def _converge_timed(model: LipschitzClassifier, *, tol: float, method: str, block_size: int,
+                    max_iter: int) -> dict:
+    """Converge every body layer like :meth:`LipschitzClassifier.converge` (per-layer tolerance tol / L),
+    timing each layer separately."""
+    layers = model.spectral_layers()
+    per_layer_tol = tol / max(1, len(layers))
+    rows = []
+    k_body = 1.0
+    for index, layer in enumerate(layers):
+        start = time.perf_counter()
+        result = converge_layer(layer, tol=per_layer_tol, max_iter=max_iter, method=method, block_size=block_size)
+        seconds = time.perf_counter() - start
+        k_body *= result.sigma
+        rows.append({
+            "layer": index,
+            "kind": type(layer).__name__,
+            "input_shape": list(layer.input_shape or ()),
+            "sigma": result.sigma,
+            "iterations": result.iterations,
+            "converged": result.converged,
+            "estimated_rel_error": result.estimated_rel_error,
+            "seconds": seconds,
+        })
+    head_factor = float(pairwise_row_distances(model.head.weight.detach().to(torch.float64)).max())
+    return {
+        "method": method,
+        "block_size": block_size if method == "block_power" else None,
+        "seconds": sum(r["seconds"] for r in rows),
+        "iterations": sum(r["iterations"] for r in rows),
+        "converged": all(r["converged"] for r in rows),
+        "k_body": k_body,
+        "k_global": k_body * head_factor,
+        "layers": rows,
+    }
+
+
+def benchmark_converge(make_model: ModelFactory, *, label: str = "", tol: float = 1e-9,
+                       methods: Sequence[str] = CONVERGE_METHODS, block_size: int = 4,
+                       max_iter: int = 100_000, block_power_max_iter: int = 100_000,
+                       authors_tol: float = 1e-9, authors_max_sweeps: int = 10_000) -> dict:
+    """Time the float64 convergence of K_body (CLL eq. (16), supplement B) per method and per layer.
+
+    Every method and the authors-style float32 baseline (:func:`authors_style_convergence`) start from
+    a freshly built model (``make_model()``), i.e. from the same cold random iterates.  The baseline's
+    relative errors are taken against the first method's converged float64 K_body / K_global
+    (Lanczos by default); negative values mean the baseline over-estimates.  ``max_iter`` is passed to
+    Lanczos (ARPACK restarts), ``block_power_max_iter`` caps block power's W^T W applications per layer
+    (a capped layer is reported with ``converged: false``).
+    """
+    methods = tuple(methods)
+    if not methods:
+        raise ValueError("methods must name at least one of " + repr(CONVERGE_METHODS))
+    for method in methods:
+        if method not in CONVERGE_METHODS:
+            raise ValueError(f"unknown method {method!r}; expected one of {CONVERGE_METHODS}")
+    caps = {"lanczos": max_iter, "block_power": block_power_max_iter}
+    results = {m: _converge_timed(make_model(), tol=tol, method=m, block_size=block_size, max_iter=caps[m])
+               for m in methods}
+    reference = results[methods[0]]
+    authors = authors_style_convergence(make_model(), tol=authors_tol, max_sweeps=authors_max_sweeps)
+    authors["rel_error_k_body"] = (reference["k_body"] - authors["k_body"]) / reference["k_body"]
+    authors["rel_error_k_global"] = (reference["k_global"] - authors["k_global"]) / reference["k_global"]
+    authors["reference_method"] = methods[0]
+    return {
+        "benchmark": "converge",
+        "model": label,
+        "tol": tol,
+        "methods": results,
+        "authors_style_float32": authors,
+    }
+
+
+# --- overhead and loss -------------------------------------------------------------------------------
+
+def _random_batch(model: LipschitzClassifier, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch_size, *model.input_shape), generator=g)
+    y = torch.randint(0, model.head.out_features, (batch_size,), generator=g)
+    return x, y
+
+
+def _interleaved_step_times(steps: dict[str, Callable[[], None]], warmup: int, timed: int) -> dict[str, list[float]]:
+    """Run every step function ``warmup`` times, then ``timed`` rounds of one timed call each, interleaved
+    so that load from other processes hits all variants alike."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(timed):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _training_step(model: LipschitzClassifier, optimizer: torch.optim.Optimizer,
+                   loss_of: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_of(model(x))
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def benchmark_overhead(make_model: ModelFactory, *, label: str = "", batch_size: int = 128, warmup: int = 3,
+                       steps: int = 10, lam: float = 1e-6, n_iter: int = 5, seed: int = 0) -> dict:
+    """Seconds per training step (forward, backward, Adam) with and without the lambda * K(f)^2 term.
+
+    (a) plain cross-entropy; (b) cross-entropy + ``lam`` * (K_body * max_ij ||W_i - W_j||)^2 with K_body =
+    ``body_lipschitz(n_iter)`` (main eq. (3)'s regulariser), so the ``n_iter`` power-iteration steps of
+    every layer are part of the graph.  Both run on copies of the same model and batch, interleaved;
+    the median over ``steps`` timed steps (after ``warmup``) is reported with the ratio (b)/(a).
+    """
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("steps", steps)
+    models = {"plain_ce": make_model(), "ce_plus_lambda_k2": make_model()}
+    x, y = _random_batch(models["plain_ce"], batch_size, seed)
+    unit = torch.ones(())
+    plain, reg = models["plain_ce"], models["ce_plus_lambda_k2"]
+    step_functions = {
+        "plain_ce": _training_step(
+            plain, torch.optim.Adam(plain.parameters(), lr=1e-4),
+            lambda logits: cross_entropy_loss(logits, y, unit, plain.head.weight), x),
+        "ce_plus_lambda_k2": _training_step(
+            reg, torch.optim.Adam(reg.parameters(), lr=1e-4),
+            lambda logits: cross_entropy_loss(logits, y, reg.body_lipschitz(n_iter=n_iter), reg.head.weight,
+                                              lam=lam), x),
+    }
+    times = _interleaved_step_times(step_functions, warmup, steps)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {
+        "benchmark": "overhead",
+        "model": label,
+        "batch_size": batch_size,
+        "lam": lam,
+        "n_iter": n_iter,
+        "timed_steps": steps,
+        "warmup_steps": warmup,
+        "plain_ce_s_per_step": medians["plain_ce"],
+        "ce_plus_lambda_k2_s_per_step": medians["ce_plus_lambda_k2"],
+        "ratio": medians["ce_plus_lambda_k2"] / medians["plain_ce"],
+    }
+
+
+def benchmark_loss(make_model: ModelFactory, *, label: str = "", batch_size: int = 128, warmup: int = 3,
+                   steps: int = 10, eps: float = 0.15, p: float = 0.15, lam: float = 1e-4, n_iter: int = 5,
+                   seed: int = 0) -> dict:
+    """Training throughput (images/s) of multinomial CLL against plain cross-entropy.
+
+    CLL (supplement Definition 2 with the pairwise normalisation of supplement eq. (2), plus
+    ``lam`` * K(f)^2 of main eq. (3); ``p`` is an eq. (5) p) uses K_body = ``body_lipschitz(n_iter)``,
+    updated at every step, as in training; plain cross-entropy computes no bound at all.  Steps are
+    Adam steps on a fixed random batch, interleaved; throughput = batch_size / median step time.
+    """
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("steps", steps)
+    cll_model, ce_model = make_model(), make_model()
+    x, y = _random_batch(cll_model, batch_size, seed)
+
+    def cll_of(logits: torch.Tensor) -> torch.Tensor:
+        return calibrated_loss(logits, y, cll_model.body_lipschitz(n_iter=n_iter), cll_model.head.weight,
+                               eps=eps, p=p, lam=lam, normalisation="pairwise")
+
+    step_functions = {
+        "cll": _training_step(cll_model, torch.optim.Adam(cll_model.parameters(), lr=1e-4), cll_of, x),
+        "cross_entropy": _training_step(ce_model, torch.optim.Adam(ce_model.parameters(), lr=1e-4),
+                                        lambda logits: F.cross_entropy(logits, y), x),
+    }
+    times = _interleaved_step_times(step_functions, warmup, steps)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    cll_rate = batch_size / medians["cll"]
+    ce_rate = batch_size / medians["cross_entropy"]
+    return {
+        "benchmark": "loss",
+        "model": label,
+        "batch_size": batch_size,
+        "eps": eps,
+        "p": p,
+        "lam": lam,
+        "n_iter": n_iter,
+        "timed_steps": steps,
+        "warmup_steps": warmup,
+        "cll_images_per_second": cll_rate,
+        "cross_entropy_images_per_second": ce_rate,
+        "ratio": cll_rate / ce_rate,
+    }
+
+
+# --- tightness ---------------------------------------------------------------------------------------
+
+def benchmark_tightness(make_model: ModelFactory, x1: torch.Tensor, x2: torch.Tensor, *, label: str = "",
+                        steps: int = 20, lr: float = 3e-4, domain: tuple[float, float] | None = (0.0, 1.0)) -> dict:
+    """Pair-steps per second of the tightness attack (supplement C, eq. (19)) on the pairs (x1, x2).
+
+    The model's bound is converged first (Lanczos, not timed); the attack's own timing is reported.
+    """
+    _check_positive_int("steps", steps)
+    model = make_model()
+    model.converge(tol=1e-9)
+    result = tightness_attack(model, x1, x2, steps=steps, lr=lr, domain=domain)
+    return {
+        "benchmark": "tightness",
+        "model": label,
+        "n_pairs": result.n_pairs,
+        "steps": result.steps,
+        "elapsed_s": result.elapsed_s,
+        "pair_steps_per_second": result.pair_steps_per_second,
+        "tightness": result.tightness,
+    }
+
+
+# --- CLI ---------------------------------------------------------------------------------------------
+
+def _factory(name: str, seed: int) -> ModelFactory:
+    return lambda: build_model(name, seed=seed)
+
+
+def _format_converge(r: dict) -> list[str]:
+    lines = [f"converge {r['model']} (tol {r['tol']:g})"]
+    for method, m in r["methods"].items():
+        lines.append(f"  {method:<12} total {m['seconds']:9.2f} s  {m['iterations']:7d} it  "
+                     f"K_body {m['k_body']:.12g}  converged {m['converged']}")
+        for layer in m["layers"]:
+            lines.append(f"    layer {layer['layer']} {layer['kind']:<15} {str(tuple(layer['input_shape'])):<16} "
+                         f"sigma {layer['sigma']:.12f}  it {layer['iterations']:6d}  {layer['seconds']:8.3f} s"
+                         + ("" if layer["converged"] else "  NOT CONVERGED"))
+    for method in r.get("skipped_methods", []):
+        lines.append(f"  {method:<12} skipped ({r['skip_reason']})")
+    a = r["authors_style_float32"]
+    lines.append(f"  authors-style float32: {a['sweeps']} sweeps, {a['seconds']:.2f} s, "
+                 f"stopped by |dK|<=tol: {a['stopped_by_tolerance']}, K_body {a['k_body']:.9g}, "
+                 f"rel. error vs {a['reference_method']} {a['rel_error_k_body']:.3e} (K_body), "
+                 f"{a['rel_error_k_global']:.3e} (K_global)")
+    return lines
+
+
+def _format_row(r: dict) -> list[str]:
+    if r["benchmark"] == "overhead":
+        return [f"overhead {r['model']}: plain CE {r['plain_ce_s_per_step']:.4f} s/step, "
+                f"CE + {r['lam']:g} K^2 (body_lipschitz({r['n_iter']})) {r['ce_plus_lambda_k2_s_per_step']:.4f} "
+                f"s/step, ratio {r['ratio']:.3f}  (batch {r['batch_size']}, median of {r['timed_steps']})"]
+    if r["benchmark"] == "loss":
+        return [f"loss {r['model']}: CLL {r['cll_images_per_second']:.1f} img/s, cross-entropy "
+                f"{r['cross_entropy_images_per_second']:.1f} img/s, ratio {r['ratio']:.3f}  "
+                f"(batch {r['batch_size']}, median of {r['timed_steps']})"]
+    if r["benchmark"] == "tightness":
+        return [f"tightness {r['model']}: {r['n_pairs']} pairs x {r['steps']} steps in {r['elapsed_s']:.2f} s = "
+                f"{r['pair_steps_per_second']:.1f} pair-steps/s"]
+    return _format_converge(r)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _emit(result: dict) -> None:
+    for line in _format_row(result):
+        print(line)
+    print("JSON " + json.dumps(result, sort_keys=True))
+    sys.stdout.flush()
+
+
+def _run_converge(args: argparse.Namespace) -> None:
+    for name in args.models or DEFAULT_MODELS["converge"]:
+        methods = list(CONVERGE_METHODS)
+        skipped = []
+        if name in BLOCK_POWER_SKIPPED_BY_DEFAULT and not args.block_power_all:
+            methods.remove("block_power")
+            skipped.append("block_power")
+        result = benchmark_converge(_factory(name, args.seed), label=name, tol=args.tol, methods=methods,
+                                    block_size=args.block_size, block_power_max_iter=args.block_power_max_iter)
+        if skipped:
+            result["skipped_methods"] = skipped
+            result["skip_reason"] = "takes > 10 min on 2 threads; include it with --block-power-all"
+        _emit(result)
+
+
+def _run_overhead(args: argparse.Namespace) -> None:
+    for name in args.models or DEFAULT_MODELS["overhead"]:
+        _emit(benchmark_overhead(_factory(name, args.seed), label=name, batch_size=args.batch_size,
+                                 warmup=args.warmup, steps=args.repeats))
+
+
+def _run_loss(args: argparse.Namespace) -> None:
+    for name in args.models or DEFAULT_MODELS["loss"]:
+        _emit(benchmark_loss(_factory(name, args.seed), label=name, batch_size=args.batch_size,
+                             warmup=args.warmup, steps=args.repeats))
+
+
+def _run_tightness(args: argparse.Namespace) -> None:
+    g = torch.Generator().manual_seed(args.seed)
+    image_shape = load_architectures()["4C3F"].input_shape
+    images = torch.rand((2 * args.image_pairs, *image_shape), generator=g)
+    x1, x2 = sample_pairs(images, args.image_pairs, generator=g)
+    _emit(benchmark_tightness(_factory("4C3F", args.seed), x1, x2, label="4C3F", steps=args.image_steps,
+                              domain=(0.0, 1.0)))
+    points, _ = make_two_moons(2 * args.moons_pairs, seed=args.seed)
+    x1, x2 = sample_pairs(points, args.moons_pairs, generator=g)
+    _emit(benchmark_tightness(_factory("two_moons", args.seed), x1, x2, label="two_moons",
+                              steps=args.moons_steps, domain=None))
+
+
+RUNNERS = {"converge": _run_converge, "overhead": _run_overhead, "loss": _run_loss, "tightness": _run_tightness}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line interface of ``python -m lipcert.bench``."""
+    parser = argparse.ArgumentParser(prog="python -m lipcert.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("benchmark", choices=(*BENCHMARKS, "all"))
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="architectures for converge/overhead/loss (defaults: converge 4C3F 6C2F 8C2F, "
+                             "overhead 4C3F 6C2F, loss 4C3F)")
+    parser.add_argument("--seed", type=int, default=0, help="model initialisation and data seed (default 0)")
+    parser.add_argument("--tol", type=float, default=1e-9, help="converge: relative tolerance (default 1e-9)")
+    parser.add_argument("--block-size", type=int, default=4, help="converge: block power block size (default 4)")
+    parser.add_argument("--block-power-all", action="store_true",
+                        help="converge: also run block power on " + ", ".join(BLOCK_POWER_SKIPPED_BY_DEFAULT)
+                             + " (more than 10 minutes)")
+    parser.add_argument("--block-power-max-iter", type=int, default=100_000,
+                        help="converge: cap on W^T W applications per layer for block power; a capped layer "
+                             "is reported as not converged (default 100000)")
+    parser.add_argument("--batch-size", type=int, default=128, help="overhead/loss: batch size (default 128)")
+    parser.add_argument("--warmup", type=int, default=3, help="overhead/loss: untimed warm-up steps (default 3)")
+    parser.add_argument("--repeats", "--steps", dest="repeats", type=int, default=10,
+                        help="overhead/loss: timed training steps per variant, the median is reported (default 10)")
+    parser.add_argument("--image-pairs", type=int, default=200, help="tightness: 4C3F pairs (default 200)")
+    parser.add_argument("--image-steps", type=int, default=20, help="tightness: 4C3F attack steps (default 20)")
+    parser.add_argument("--moons-pairs", type=int, default=4000, help="tightness: two_moons pairs (default 4000)")
+    parser.add_argument("--moons-steps", type=int, default=100, help="tightness: two_moons steps (default 100)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected benchmark(s) and print a table plus one ``JSON {...}`` line per result."""
+    args = build_parser().parse_args(argv)
+    for name in ("threads", "block_size", "block_power_max_iter", "batch_size", "repeats", "image_pairs",
+                 "image_steps", "moons_pairs", "moons_steps"):
+        _check_positive_int("--" + name.replace("_", "-"), getattr(args, name))
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    torch.set_num_threads(args.threads)
+    header = {
+        "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": _cpu_name(),
+        "python": platform.python_version(),
+        "argv": list(sys.argv[1:] if argv is None else argv),
+    }
+    print("JSON " + json.dumps({"benchmark": "header", **header}, sort_keys=True))
+    selected = BENCHMARKS if args.benchmark == "all" else (args.benchmark,)
+    for name in selected:
+        RUNNERS[name](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

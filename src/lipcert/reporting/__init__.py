@@ -1,0 +1,1 @@
+"""Reporting: tables and figures built from result files (never from training code)."""

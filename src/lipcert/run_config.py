@@ -1,0 +1,182 @@
+"""Validated parameters of one training run (one method, one model, one seed).
+
+The values of the paper's runs live in ``params/*.yaml`` with table references (CLL supplement tables
+B1 and B4); this module turns one run's mapping into frozen dataclasses and rejects unknown keys,
+wrong types and out-of-range values before any work starts.
+
+Scheduled hyper-parameters (p, eps, beta, TRADES weight) are :class:`~lipcert.schedules.ScheduleSpec`
+mappings; a plain number is shorthand for a constant schedule.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Mapping
+
+from .config_validation import check_range, from_dict
+from .schedules import ScheduleSpec
+
+__all__ = ["DataConfig", "LossConfig", "OptimConfig", "RunConfig", "load_run_config"]
+
+_SCHEDULED = ("eps", "p", "beta", "trades_weight")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Mapping form of :class:`ScheduleSpec` (validated by it)."""
+
+    kind: Literal["constant", "linear", "polynomial"]
+    start: float
+    end: float | None = None
+    power: float = 1.0
+    until: int | None = None
+
+    def __post_init__(self) -> None:
+        self.spec()  # validates
+
+    def spec(self) -> ScheduleSpec:
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        return ScheduleSpec.from_dict(data)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss of a run: CLL (main eqs. (3)-(5), supplement Definition 2), GloRo, or plain cross-entropy.
+
+    ``p`` is eq. (5)'s p (half the value printed in most of table B4 / table 1 / table D5; see
+    :func:`lipcert.losses.p_from_printed`).  ``eps`` is the training margin (GloRo ramps it).
+    ``lam`` weighs the K(f)^2 regulariser; ``power_iter`` is the number of power-iteration steps per
+    training step (supplement B: 5).
+    """
+
+    name: Literal["cll", "gloro", "ce"]
+    eps: ScheduleConfig | None = None
+    p: ScheduleConfig | None = None
+    delta: float | None = None
+    beta: ScheduleConfig | None = None
+    normalisation: Literal["pairwise", "per_logit"] = "pairwise"
+    offset_mode: Literal["two_sided", "one_sided"] = "two_sided"
+    detach_k: bool = True
+    lam: float = 0.0
+    trades_weight: ScheduleConfig | None = None
+    power_iter: int = 5
+
+    def __post_init__(self) -> None:
+        check_range("loss.lam", self.lam, lo=0.0)
+        check_range("loss.power_iter", self.power_iter, lo=1)
+        if self.delta is not None:
+            check_range("loss.delta", self.delta, lo=0.0)
+        if self.name in ("cll", "gloro") and self.eps is None:
+            raise ValueError(f"loss.eps is required for loss {self.name!r}")
+        if self.name == "cll":
+            if self.p is None:
+                raise ValueError("loss.p (eq. (5) slack) is required for loss 'cll'")
+            for value in (self.p.start, self.p.spec().end):
+                check_range("loss.p", value, lo=0.0, hi=0.5, lo_inclusive=False, hi_inclusive=False)
+        elif self.p is not None:
+            raise ValueError(f"loss.p applies only to loss 'cll', not {self.name!r}")
+        if self.trades_weight is not None and self.name != "gloro":
+            raise ValueError("loss.trades_weight applies only to loss 'gloro'")
+        if self.eps is not None:
+            for value in (self.eps.start, self.eps.spec().end):
+                check_range("loss.eps", value, lo=0.0)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam/AdamW with step decay (supplement B: decay by 0.1 at epochs 400, 600, 780)."""
+
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_range("optim.lr", self.lr, lo=0.0, lo_inclusive=False)
+        check_range("optim.weight_decay", self.weight_decay, lo=0.0)
+        check_range("optim.lr_gamma", self.lr_gamma, lo=0.0, hi=1.0, lo_inclusive=False)
+        if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(m < 1 for m in self.lr_milestones):
+            raise ValueError(f"optim.lr_milestones must be increasing positive epochs, got {list(self.lr_milestones)}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Dataset of a run.  ``two_moons``: generated (section 4.1); ``seed`` fixes the data across runs."""
+
+    name: Literal["two_moons"]
+    n_train: int = 2000
+    n_test: int = 20000
+    noise_radius: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("data.n_train", self.n_train, lo=2)
+        check_range("data.n_test", self.n_test, lo=1)
+        check_range("data.noise_radius", self.noise_radius, lo=0.0)
+        check_range("data.seed", self.seed, lo=0)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run.  ``eval_eps`` are the certification radii (paper: 36/255, 72/255, 108/255)."""
+
+    model: str
+    data: DataConfig
+    loss: LossConfig
+    epochs: int
+    batch_size: int
+    seed: int = 0
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval_eps: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
+    converge_tol: float = 1e-9
+    eval_every: int = 1
+    threads: int = 1
+    drop_last: bool = True
+
+    def __post_init__(self) -> None:
+        check_range("epochs", self.epochs, lo=1)
+        check_range("batch_size", self.batch_size, lo=1)
+        check_range("seed", self.seed, lo=0)
+        check_range("converge_tol", self.converge_tol, lo=0.0, hi=1e-3, lo_inclusive=False)
+        check_range("eval_every", self.eval_every, lo=1)
+        check_range("threads", self.threads, lo=1)
+        if not self.eval_eps:
+            raise ValueError("eval_eps must list at least one radius")
+        for e in self.eval_eps:
+            check_range("eval_eps", e, lo=0.0, lo_inclusive=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain mapping (round-trips through :func:`load_run_config`)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def fingerprint(self) -> str:
+        """Hash of everything that determines the run's result (threads excluded)."""
+        data = self.to_dict()
+        data.pop("threads")
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _expand_schedules(loss: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(loss)
+    for key in _SCHEDULED:
+        value = out.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = {"kind": "constant", "start": float(value)}
+    return out
+
+
+def load_run_config(data: Mapping[str, Any], where: str = "run config") -> RunConfig:
+    """Validate a run mapping (e.g. one entry of a params YAML file) into a :class:`RunConfig`.
+
+    Plain numbers for scheduled loss parameters are expanded to constant schedules.  Errors name the
+    source ``where``, the offending key and the allowed keys/values.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    prepared = dict(data)
+    if isinstance(prepared.get("loss"), Mapping):
+        prepared["loss"] = _expand_schedules(prepared["loss"])
+    return from_dict(RunConfig, prepared, where)

@@ -1,0 +1,330 @@
+"""Training engine: one run = one method, one model, one seed (CLL supplement B).
+
+Per step: ``power_iter`` warm-started power-iteration steps give the differentiable K_body; the loss
+(CLL, GloRo or cross-entropy) is evaluated with the iteration's scheduled hyper-parameters
+(supplement eq. (17)); Adam/AdamW steps.  After every epoch the bound is converged in float64
+(relative error below 1e-9) and frozen, then the test set is certified (eq. (18)).
+
+Runs are resumable and deterministic: one seed drives Python, NumPy, torch and the data order; a
+checkpoint (model incl. power-iteration vectors, optimiser, RNG states, counters, history) is
+written atomically after every epoch, and re-running the same command continues from it, ending with
+exactly the metrics of an uninterrupted run.  A non-finite loss stops the run with an error naming
+epoch and iteration; the run is marked failed and no ``metrics.json`` is written.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .certification import certify_model
+from .io_utils import atomic_torch_save, atomic_write_json, read_json
+from .losses import calibrated_loss, calibration_scale, cross_entropy_loss, gloro_loss
+from .models import LipschitzClassifier, build_model
+from .run_config import RunConfig
+from .schedules import step_decay_lr
+
+__all__ = ["NonFiniteLossError", "RunFiles", "TensorData", "train_run", "final_metrics_path"]
+
+CHECKPOINT_VERSION = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names epoch and iteration."""
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """In-memory dataset: inputs and int64 labels for training and test; ``domain`` bounds the inputs.
+
+    ``augment`` (optional) maps a training batch and a torch.Generator to an augmented batch.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    domain: tuple[float, float] | None = None
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of one run directory."""
+
+    root: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "checkpoint.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def history(self) -> Path:
+        return self.root / "history.json"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.pt"
+
+    @property
+    def failed(self) -> Path:
+        return self.root / "failed.json"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+
+def final_metrics_path(run_dir: str | Path) -> Path:
+    """Where a finished run's ``metrics.json`` lives."""
+    return RunFiles(Path(run_dir)).metrics
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch global generators (the data order has its own generator)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def _make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    opt_cls = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
+    return opt_cls(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+
+
+def k_hf(cfg: RunConfig, k_f: float, t: int, total: int) -> float:
+    """K(h o f) as section 4.2 defines it: 1/sigma_eps(p) for CLL (with the K-scale beta), K(f) otherwise."""
+    loss = cfg.loss
+    if loss.name != "cll":
+        return k_f
+    beta = loss.beta.spec().value(t, total) if loss.beta is not None else 1.0
+    return 1.0 / (calibration_scale(loss.eps.spec().value(t, total), loss.p.spec().value(t, total)) * beta)
+
+
+def make_loss(cfg: RunConfig, total_iterations: int):
+    """The run's loss as ``f(logits, targets, k_body, head_weight, t) -> scalar`` with scheduled values at t."""
+    loss = cfg.loss
+    T = total_iterations
+
+    def value(spec, t, default=None):
+        return spec.spec().value(t, T) if spec is not None else default
+
+    if loss.name == "cll":
+        def cll(logits, targets, k_body, head_weight, t):
+            return calibrated_loss(
+                logits, targets, k_body, head_weight, eps=value(loss.eps, t), p=value(loss.p, t), delta=loss.delta,
+                beta=value(loss.beta, t, 1.0), normalisation=loss.normalisation, offset_mode=loss.offset_mode,
+                detach_k=loss.detach_k, lam=loss.lam)
+        return cll
+    if loss.name == "gloro":
+        def gloro(logits, targets, k_body, head_weight, t):
+            return gloro_loss(logits, targets, k_body, head_weight, eps=value(loss.eps, t),
+                              trades_weight=value(loss.trades_weight, t))
+        return gloro
+
+    def ce(logits, targets, k_body, head_weight, t):
+        return cross_entropy_loss(logits, targets, k_body, head_weight, lam=loss.lam)
+    return ce
+
+
+def _needs_bound(cfg: RunConfig) -> bool:
+    return cfg.loss.name in ("cll", "gloro") or cfg.loss.lam > 0
+
+
+def evaluate(model: LipschitzClassifier, x: torch.Tensor, y: torch.Tensor, eps_list, prefix: str) -> dict:
+    """Clean accuracy and CRA (eq. (18)) with the frozen converged bound, as percentages."""
+    res = certify_model(model, x, y, eps_list)
+    out = {f"{prefix}clean": 100.0 * res.clean_accuracy}
+    for e, c in zip(res.eps_list, res.certified_accuracy):
+        out[f"{prefix}cra_{e:.6g}"] = 100.0 * c
+    return out
+
+
+def _check_resumable(ckpt: dict, cfg: RunConfig, path: Path) -> None:
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise RuntimeError(f"{path}: checkpoint version {ckpt.get('version')} != {CHECKPOINT_VERSION}; "
+                           "delete it to start over")
+    if ckpt.get("fingerprint") != cfg.fingerprint():
+        raise RuntimeError(f"{path}: checkpoint belongs to different run parameters "
+                           f"(fingerprint {ckpt.get('fingerprint')} != {cfg.fingerprint()}); "
+                           "delete the run directory or use another one")
+
+
+def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=None, progress: bool = True,
+              max_epochs_this_call: int | None = None, device: str | torch.device = "cpu") -> dict | None:
+    """Train (or resume, or return the finished result of) one run in ``out_dir``.
+
+    Returns the final metrics dict, or None when ``max_epochs_this_call`` stopped the run early (the
+    checkpoint then allows resuming).  ``tracker`` is an entered :class:`lipcert.tracking.RunTracker`
+    (or None).  Raises :class:`NonFiniteLossError` on a NaN/inf loss after writing ``failed.json``.
+    """
+    from .tracking import write_metrics  # light import; MLflow is only touched through ``tracker``
+
+    files = RunFiles(Path(out_dir))
+    files.root.mkdir(parents=True, exist_ok=True)
+    if files.metrics.exists():
+        done = read_json(files.metrics)
+        if done.get("extra", {}).get("fingerprint") != cfg.fingerprint():
+            raise RuntimeError(f"{files.metrics}: finished run has different parameters; "
+                               "delete the run directory or use another one")
+        return done["metrics"]
+    torch.set_num_threads(cfg.threads)
+    atomic_write_json(files.config, cfg.to_dict())
+    device = torch.device(device)
+
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, seed=cfg.seed).to(device)
+    optimizer = _make_optimizer(cfg, model)
+    order = torch.Generator().manual_seed(cfg.seed)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    n = data.x_train.shape[0]
+    bs = min(cfg.batch_size, n)
+    iters_per_epoch = n // bs if cfg.drop_last else math.ceil(n / bs)
+    total = cfg.epochs * iters_per_epoch
+    loss_fn = make_loss(cfg, total)
+    needs_bound = _needs_bound(cfg)
+    start_epoch, iteration, history, elapsed = 0, 0, [], 0.0
+
+    if files.checkpoint.exists():
+        ckpt = torch.load(files.checkpoint, map_location=device, weights_only=False)
+        _check_resumable(ckpt, cfg, files.checkpoint)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        order.set_state(ckpt["order_rng"])
+        aug_gen.set_state(ckpt["augment_rng"])
+        _set_rng_state(ckpt["rng"])
+        start_epoch, iteration, history, elapsed = ckpt["epoch"], ckpt["iteration"], ckpt["history"], ckpt["elapsed"]
+
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    bar = _progress(cfg.epochs, start_epoch, progress)
+    epochs_done_now = 0
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            lr = step_decay_lr(epoch, cfg.optim.lr, cfg.optim.lr_milestones, cfg.optim.lr_gamma)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            model.train()
+            perm = torch.randperm(n, generator=order).to(device)
+            loss_sum, correct, seen = 0.0, 0, 0
+            k_train = float("nan")
+            for b in range(iters_per_epoch):
+                idx = perm[b * bs:(b + 1) * bs]
+                xb, yb = x_train[idx], y_train[idx]
+                if data.augment is not None:
+                    xb = data.augment(xb, aug_gen)
+                logits = model(xb)
+                k_body = model.body_lipschitz(cfg.loss.power_iter) if needs_bound else torch.ones((), device=device)
+                loss = loss_fn(logits, yb, k_body, model.head.weight, iteration)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise NonFiniteLossError(f"non-finite loss ({loss_value}) at epoch {epoch + 1}, "
+                                             f"iteration {iteration + 1} (batch {b + 1} of the epoch)")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                iteration += 1
+                loss_sum += loss_value * yb.shape[0]
+                correct += int((logits.detach().argmax(1) == yb).sum())
+                seen += yb.shape[0]
+                k_train = float(k_body.detach())
+            report = model.converge(cfg.converge_tol)
+            entry = {"epoch": epoch + 1, "iteration": iteration, "lr": lr, "loss": loss_sum / max(seen, 1),
+                     "train_batch_acc": 100.0 * correct / max(seen, 1), "k_body_train": k_train,
+                     "k_body": report.k_body, "K_f": report.k_global,
+                     "K_hf": k_hf(cfg, report.k_global, iteration, total),
+                     "converge_iterations": report.iterations, "converge_s": report.seconds}
+            last = epoch + 1 == cfg.epochs
+            if last or (epoch + 1) % cfg.eval_every == 0:
+                entry.update(evaluate(model, x_test, y_test, cfg.eval_eps, ""))
+            if last:
+                entry.update(evaluate(model, x_train, y_train, cfg.eval_eps, "train_"))
+            elapsed += time.perf_counter() - t0
+            entry["elapsed_s"] = elapsed
+            history.append(entry)
+            atomic_torch_save({
+                "version": CHECKPOINT_VERSION, "fingerprint": cfg.fingerprint(), "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "order_rng": order.get_state(), "augment_rng": aug_gen.get_state(),
+                "rng": _rng_state(), "epoch": epoch + 1, "iteration": iteration, "history": history,
+                "elapsed": elapsed}, files.checkpoint)
+            if tracker is not None:
+                tracker.log_epoch(epoch + 1, {k: v for k, v in entry.items() if k != "epoch"})
+            _update_progress(bar, entry, cfg)
+            epochs_done_now += 1
+            if max_epochs_this_call is not None and epochs_done_now >= max_epochs_this_call and not last:
+                return None
+    except NonFiniteLossError as err:
+        atomic_write_json(files.failed, {"error": str(err), "history": history})
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+    final = dict(history[-1])
+    atomic_torch_save(model.state_dict(), files.model)
+    atomic_write_json(files.history, history)
+    record = write_metrics(files.metrics, final, cfg.to_dict(), cfg.seed, elapsed,
+                           extra={"fingerprint": cfg.fingerprint(), "data": data.label,
+                                  "iterations_per_epoch": iters_per_epoch})
+    if files.failed.exists():
+        files.failed.unlink()
+    if tracker is not None:
+        tracker.log_final(final)
+        tracker.log_artifact(files.metrics)
+    return record["metrics"]
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="epochs", unit="ep", dynamic_ncols=True, mininterval=1.0)
+
+
+def _update_progress(bar, entry: dict, cfg: RunConfig) -> None:
+    if bar is None:
+        return
+    post = {"loss": f"{entry['loss']:.4g}", "K": f"{entry['K_f']:.4g}"}
+    if "clean" in entry:
+        post["acc"] = f"{entry['clean']:.1f}"
+        post["cra"] = f"{entry[f'cra_{cfg.eval_eps[0]:.6g}']:.1f}"
+    bar.set_postfix(post, refresh=False)
+    bar.update(1)
+
+
+def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[RunConfig, LipschitzClassifier]:
+    """The config and final model of a finished run (its frozen converged bound included)."""
+    from .run_config import load_run_config
+
+    files = RunFiles(Path(run_dir))
+    for path in (files.config, files.model, files.metrics):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: {run_dir} is not a finished run (train it first)")
+    cfg = load_run_config(read_json(files.config), where=str(files.config))
+    model = build_model(cfg.model, seed=cfg.seed)
+    model.load_state_dict(torch.load(files.model, map_location="cpu", weights_only=True))
+    return cfg, model.to(device)

@@ -1,0 +1,201 @@
+"""Training engine: determinism, resume-equals-uninterrupted, failure paths, parameter validation."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from lipcert.datasets import load_data
+from lipcert.params import apply_overrides, run_config_from_params
+from lipcert.run_config import load_run_config
+from lipcert.training import NonFiniteLossError, TensorData, load_trained_model, train_run
+
+PARAMS = "params/two_moons.yaml"
+TIMING = ("elapsed_s", "converge_s")  # wall-clock entries: the only ones allowed to differ
+
+
+def _strip(metrics):
+    return {k: v for k, v in metrics.items() if k not in TIMING}
+
+
+def _cfg(experiment="cll", **over):
+    sets = [f"{k}={v}" for k, v in {"epochs": 3, "data.n_train": 200, "data.n_test": 300, "eval_every": 1,
+                                    "batch_size": 50, **over}.items()]
+    return run_config_from_params(PARAMS, experiment, sets, seed=1)
+
+
+def _run(cfg, path, **kw):
+    return train_run(cfg, load_data(cfg.data), path, progress=False, **kw)
+
+
+@pytest.mark.parametrize("experiment", ["cll", "gloro", "ce"])
+def test_same_seed_gives_bitwise_identical_metrics(tmp_path, experiment):
+    cfg = _cfg(experiment)
+    a = _run(cfg, tmp_path / "a")
+    b = _run(cfg, tmp_path / "b")
+    assert _strip(a) == _strip(b)
+    assert [_strip(e) for e in json.loads((tmp_path / "a" / "history.json").read_text())] == \
+        [_strip(e) for e in json.loads((tmp_path / "b" / "history.json").read_text())]
+    sa = torch.load(tmp_path / "a" / "model.pt")
+    sb = torch.load(tmp_path / "b" / "model.pt")
+    assert all(torch.equal(sa[k], sb[k]) or (sa[k].isnan().all() and sb[k].isnan().all()) for k in sa)
+
+
+def test_different_seed_differs(tmp_path):
+    a = _run(_cfg(), tmp_path / "a")
+    b = _run(run_config_from_params(PARAMS, "cll", ["epochs=3", "data.n_train=200", "data.n_test=300",
+                                                    "batch_size=50"], seed=2), tmp_path / "b")
+    assert a["loss"] != b["loss"]
+
+
+def test_resume_after_interrupt_equals_uninterrupted(tmp_path):
+    cfg = _cfg()
+    full = _run(cfg, tmp_path / "full")
+    part = _run(cfg, tmp_path / "part", max_epochs_this_call=2)  # "killed" after epoch 2 of 3
+    assert part is None
+    assert not (tmp_path / "part" / "metrics.json").exists()
+    assert torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    resumed = _run(cfg, tmp_path / "part")
+    full_hist = json.loads((tmp_path / "full" / "history.json").read_text())
+    res_hist = json.loads((tmp_path / "part" / "history.json").read_text())
+    assert [_strip(e) for e in res_hist] == [_strip(e) for e in full_hist]
+    assert _strip(resumed) == _strip(full)
+
+
+def test_finished_run_is_not_retrained_and_other_params_are_refused(tmp_path):
+    cfg = _cfg()
+    first = _run(cfg, tmp_path / "r")
+    mtime = (tmp_path / "r" / "metrics.json").stat().st_mtime_ns
+    assert _run(cfg, tmp_path / "r") == first
+    assert (tmp_path / "r" / "metrics.json").stat().st_mtime_ns == mtime
+    with pytest.raises(RuntimeError, match="different parameters"):
+        _run(_cfg(**{"loss.lam": 1e-3}), tmp_path / "r")
+
+
+def test_checkpoint_of_other_params_is_refused(tmp_path):
+    _run(_cfg(), tmp_path / "r", max_epochs_this_call=1)
+    with pytest.raises(RuntimeError, match="different run parameters"):
+        _run(_cfg(**{"loss.lam": 1e-3}), tmp_path / "r")
+
+
+def test_non_finite_loss_names_epoch_and_iteration_and_writes_no_metrics(tmp_path):
+    cfg = _cfg("ce")
+    d = load_data(cfg.data)
+    x = d.x_train.clone()
+    x[130] = float("nan")  # lands in some batch of epoch 1
+    bad = TensorData(x, d.y_train, d.x_test, d.y_test)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, iteration \d+"):
+        train_run(cfg, bad, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "metrics.json").exists()
+    assert "non-finite" in json.loads((tmp_path / "r" / "failed.json").read_text())["error"]
+
+
+def test_metrics_file_contents_and_trained_model_reload(tmp_path):
+    cfg = _cfg()
+    metrics = _run(cfg, tmp_path / "r")
+    record = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert record["seed"] == 1 and record["params"]["loss"]["name"] == "cll"
+    assert {"torch", "python"} <= set(record["versions"])
+    for key in ("clean", "cra_0.15", "train_cra_0.15", "K_f", "K_hf", "loss"):
+        assert math.isfinite(metrics[key])
+    # K(h o f) of CLL = 1/sigma_eps(p) at the end of the p schedule (eq. (5)): logit(1 - p_T)/eps
+    assert metrics["K_hf"] == pytest.approx(math.log((1 - 1e-12) / 1e-12) / 0.15, rel=1e-9)
+    _, model = load_trained_model(tmp_path / "r")
+    assert model.global_lipschitz() == pytest.approx(metrics["K_f"], rel=1e-12)
+
+
+def test_lr_decays_at_milestone(tmp_path):
+    cfg = _cfg(**{"optim.lr_milestones": "[2]"})
+    _run(cfg, tmp_path / "r")
+    lrs = [e["lr"] for e in json.loads((tmp_path / "r" / "history.json").read_text())]
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-4])
+
+
+# --- parameter validation -------------------------------------------------------------------------
+def _base():
+    return {"model": "two_moons", "data": {"name": "two_moons"}, "epochs": 2, "batch_size": 10,
+            "loss": {"name": "cll", "eps": 0.15, "p": 0.01}}
+
+
+def test_valid_minimal_config_and_constant_shorthand():
+    cfg = load_run_config(_base())
+    assert cfg.loss.p.kind == "constant" and cfg.loss.p.start == 0.01
+
+
+@pytest.mark.parametrize("patch,message", [
+    ({"epoch": 3}, "unknown key 'epoch' .*did you mean 'epochs'"),
+    ({"loss": {"name": "cll", "eps": 0.15, "p": 0.01, "lamda": 1}}, "unknown key 'lamda'.*did you mean 'lam'"),
+    ({"loss": {"name": "cll", "eps": 0.15}}, "loss.p .* required"),
+    ({"loss": {"name": "cll", "eps": 0.15, "p": 0.7}}, "loss.p must be in"),
+    ({"loss": {"name": "hinge"}}, "name"),
+    ({"epochs": 0}, "epochs must be in"),
+    ({"epochs": "ten"}, "epochs"),
+    ({"batch_size": 2.5}, "batch_size"),
+    ({"optim": {"lr": -1}}, "optim.lr must be in"),
+    ({"optim": {"lr_milestones": [600, 400]}}, "lr_milestones"),
+    ({"loss": {"name": "ce", "p": 0.1}}, "p applies only"),
+    ({"data": {"name": "mnist"}}, "name"),
+])
+def test_bad_params_fail_naming_the_problem(patch, message):
+    data = {**_base(), **patch}
+    with pytest.raises(ValueError, match=message):
+        load_run_config(data, where="test.yaml")
+
+
+def test_unknown_experiment_and_bad_override():
+    with pytest.raises(ValueError, match="unknown experiment 'cl'.*available"):
+        run_config_from_params(PARAMS, "cl")
+    with pytest.raises(ValueError, match="key.sub=value"):
+        apply_overrides({}, ["epochs"])
+    assert apply_overrides({"loss": {"lam": 0}}, ["loss.lam=1e-6"])["loss"]["lam"] == 1e-6
+
+
+def test_cli_train_and_certify_and_tightness(tmp_path, capsys):
+    from lipcert.__main__ import main
+
+    run = tmp_path / "run"
+    sets = ["--set", "epochs=2", "--set", "data.n_train=200", "--set", "data.n_test=200"]
+    assert main(["train", "--params", PARAMS, "--experiment", "cll", "--seed", "0", "--out", str(run),
+                 "--no-progress", "--no-mlflow", *sets]) == 0
+    assert main(["certify", "--run", str(run)]) == 0
+    cert = json.loads((run / "certify.json").read_text())
+    assert 0 <= cert["clean_accuracy"] <= 1 and cert["converged"]
+    assert main(["tightness", "--run", str(run), "--pairs", "50", "--steps", "20"]) == 0
+    tight = json.loads((run / "tightness.json").read_text())
+    assert 0 < tight["tightness"] <= 1
+    assert main(["train", "--params", PARAMS, "--experiment", "nope", "--out", str(run), "--no-mlflow"]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_cli_train_logs_to_mlflow(tmp_path, monkeypatch):
+    """Params, per-epoch metrics, final metrics, metrics.json and a figure end up in the sqlite store."""
+    from lipcert.__main__ import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    results = tmp_path / "results"
+    for seed in (0, 1):
+        assert main(["train", "--params", PARAMS, "--experiment", "ce", "--seed", str(seed), "--out",
+                     str(results / f"s{seed}"), "--results-dir", str(results), "--no-progress",
+                     "--set", "epochs=2", "--set", "data.n_train=100", "--set", "data.n_test=100"]) == 0
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("two_moons")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.group = 'ce'")
+    children = [r for r in runs if r.info.run_name.startswith("ce_seed")]
+    assert sorted(r.info.run_name for r in children) == ["ce_seed0", "ce_seed1"]
+    run = children[0]
+    assert run.data.params["loss.name"] == "ce" and run.data.params["epochs"] == "2"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 2
+    assert any(k.startswith("final/") for k in run.data.metrics)
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"metrics.json", "history.png"}
+    assert len({r.data.tags.get("mlflow.parentRunId") for r in children}) == 1
+
+
+@pytest.mark.slow
+def test_two_moons_cll_paper_settings_reach_full_training_cra(tmp_path):
+    """Table B1 settings (2 eps = 0.3, p 1e-3 -> 1e-12, gamma 50, lambda 1e-6, 1000 epochs): Fig. 4's 100 % CRA."""
+    cfg = run_config_from_params(PARAMS, "cll", seed=0)
+    metrics = train_run(cfg, load_data(cfg.data), tmp_path / "r", progress=False)
+    assert metrics["train_cra_0.15"] == 100.0
