@@ -29,10 +29,32 @@ def _tracker(args, cfg, experiment: str, run_name: str):
                       tags={"model": cfg.model, "loss": cfg.loss.name, "seed": cfg.seed})
 
 
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _run_data(cfg_data, data_path: str | None):
+    """The run's dataset: from a prepared cache (verified against the run's data config) or generated."""
+    from dataclasses import asdict
+
+    from .data.tensor_data import load_cache
+    from .datasets import load_data
+
+    if data_path is None:
+        return load_data(cfg_data)
+    data, description = load_cache(data_path)
+    if description != asdict(cfg_data):
+        raise ValueError(f"{data_path} was prepared for data config {description}, but the run needs {asdict(cfg_data)}")
+    return data
+
+
 def cmd_train(args) -> int:
     import torch
 
-    from .datasets import load_data
     from .params import run_config_from_params
     from .training import train_run
 
@@ -42,7 +64,7 @@ def cmd_train(args) -> int:
 
         cfg = replace(cfg, threads=args.threads)
     torch.set_num_threads(cfg.threads)
-    data = load_data(cfg.data)
+    data = _run_data(cfg.data, args.data)
     out = Path(args.out)
     experiment = Path(args.params).stem
     run_name = f"{args.experiment}_seed{cfg.seed}"
@@ -50,7 +72,7 @@ def cmd_train(args) -> int:
         if tracker.enabled:
             tracker.log_params(cfg.to_dict())
         metrics = train_run(cfg, data, out, tracker=tracker if tracker.enabled else None,
-                            progress=not args.no_progress, device=args.device)
+                            progress=not args.no_progress, device=_device(args.device))
         if metrics is not None and tracker.enabled:
             _log_history_figure(out, tracker)
     if metrics is not None:
@@ -70,14 +92,13 @@ def cmd_certify(args) -> int:
     import torch
 
     from .certification import certify_model
-    from .datasets import load_data
     from .io_utils import atomic_write_json
     from .training import load_trained_model
 
     torch.set_num_threads(args.threads)
     cfg, model = load_trained_model(args.run)
     report = model.converge(args.tol)
-    data = load_data(cfg.data)
+    data = _run_data(cfg.data, args.data)
     eps = tuple(args.eps) if args.eps else cfg.eval_eps
     res = certify_model(model, data.x_test, data.y_test, eps)
     out = Path(args.out) if args.out else Path(args.run) / "certify.json"
@@ -93,7 +114,6 @@ def cmd_certify(args) -> int:
 def cmd_tightness(args) -> int:
     import torch
 
-    from .datasets import load_data
     from .io_utils import atomic_write_json
     from .tightness import sample_pairs, tightness_attack
     from .training import load_trained_model
@@ -101,7 +121,7 @@ def cmd_tightness(args) -> int:
     torch.set_num_threads(args.threads)
     cfg, model = load_trained_model(args.run)
     model.converge(args.tol)
-    data = load_data(cfg.data)
+    data = _run_data(cfg.data, args.data)
     g = torch.Generator().manual_seed(args.seed)
     n_pairs = min(args.pairs, data.x_train.shape[0] // 2)
     x1, x2 = sample_pairs(data.x_train, n_pairs, generator=g)
@@ -116,6 +136,32 @@ def cmd_tightness(args) -> int:
     return 0
 
 
+def cmd_prepare_data(args) -> int:
+    """Generate/convert the dataset of a params file once into a verified cache."""
+    from dataclasses import asdict
+
+    from .data.tensor_data import save_cache
+    from .datasets import load_data
+    from .params import load_params_file, run_config_from_params
+
+    experiment = args.experiment or next(iter(load_params_file(args.params)["experiments"]))
+    cfg = run_config_from_params(args.params, experiment, args.set)
+    data = load_data(cfg.data)
+    save_cache(data, args.out, asdict(cfg.data))
+    print(f"{args.out}: {data.label} train {tuple(data.x_train.shape)} test {tuple(data.x_test.shape)}")
+    return 0
+
+
+def cmd_mlflow_init(args) -> int:
+    """Create the MLflow store once, before parallel jobs (concurrent first creation races)."""
+    from .tracking import default_tracking_uri, init_tracking
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(args.results_dir)
+    init_tracking(uri)
+    print(f"MLflow store ready: {uri}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Two-moons at the paper's settings (table B1): CLL and GloRo at 2*eps = 0.3; prints CRA and K."""
     results = Path(args.results_dir) / "demo"
@@ -123,7 +169,7 @@ def cmd_demo(args) -> int:
     start = time.perf_counter()
     for experiment in ("cll", "gloro"):
         ns = argparse.Namespace(params=str(params), experiment=experiment, seed=0, set=list(args.set),
-                                out=str(results / experiment), no_progress=False, device="cpu", threads=1,
+                                out=str(results / experiment), no_progress=False, device="cpu", threads=1, data=None,
                                 no_mlflow=args.no_mlflow, results_dir=args.results_dir, group=None)
         print(f"== training two-moons {experiment} (params/two_moons.yaml, seed 0) -> {ns.out}", flush=True)
         cmd_train(ns)
@@ -147,7 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. loss.eps=0.2")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--threads", type=int, default=None, help="torch threads (default: params 'threads')")
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    t.add_argument("--data", default=None, help="prepared data cache (.npz); default: generate from params")
     t.add_argument("--no-progress", action="store_true")
     common(t)
     t.set_defaults(func=cmd_train)
@@ -157,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--eps", type=float, nargs="*", default=None)
     c.add_argument("--tol", type=float, default=1e-9)
     c.add_argument("--out", default=None)
+    c.add_argument("--data", default=None, help="prepared data cache (.npz)")
     c.add_argument("--threads", type=int, default=1)
     c.set_defaults(func=cmd_certify)
 
@@ -169,8 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--seed", type=int, default=0)
     k.add_argument("--tol", type=float, default=1e-9)
     k.add_argument("--out", default=None)
+    k.add_argument("--data", default=None, help="prepared data cache (.npz)")
     k.add_argument("--threads", type=int, default=1)
     k.set_defaults(func=cmd_tightness)
+
+    pd = sub.add_parser("prepare-data", help="prepare a params file's dataset into a verified cache")
+    pd.add_argument("--params", required=True)
+    pd.add_argument("--experiment", default=None, help="experiment whose data config to use (default: first)")
+    pd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    pd.add_argument("--out", required=True)
+    pd.set_defaults(func=cmd_prepare_data)
+
+    mi = sub.add_parser("mlflow-init", help="create the MLflow sqlite store once")
+    mi.add_argument("--results-dir", default="results")
+    mi.set_defaults(func=cmd_mlflow_init)
 
     d = sub.add_parser("demo", help="the main job on the embedded default (two-moons)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .data.two_moons import make_two_moons_splits
 from .run_config import DataConfig
-from .training import TensorData
+from .data.tensor_data import TensorData
 
 __all__ = ["load_data"]
 

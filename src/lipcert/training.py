@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from .certification import certify_model
+from .data.tensor_data import TensorData
 from .io_utils import atomic_torch_save, atomic_write_json, read_json
 from .losses import calibrated_loss, calibration_scale, cross_entropy_loss, gloro_loss
 from .models import LipschitzClassifier, build_model
@@ -38,22 +38,6 @@ CHECKPOINT_VERSION = 1
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names epoch and iteration."""
-
-
-@dataclass(frozen=True)
-class TensorData:
-    """In-memory dataset: inputs and int64 labels for training and test; ``domain`` bounds the inputs.
-
-    ``augment`` (optional) maps a training batch and a torch.Generator to an augmented batch.
-    """
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    domain: tuple[float, float] | None = None
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
-    label: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,41 @@
+# Converged bounds and certification of finished runs (CLL supplement C, eq. (18)).
+
+
+rule certify:
+    input:
+        metrics=f"{RUN}/metrics.json",
+        data=f"{ROOT}/data/{{dataset}}.npz",
+    output:
+        f"{RUN}/certify.json",
+    log:
+        f"{LOGS}/certify/{{dataset}}/{{method}}/eps{{eps}}_p{{p}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/certify/{{dataset}}/{{method}}/eps{{eps}}_p{{p}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/lipcert.yaml"
+    threads: 1
+    params:
+        py=PYTHON,
+        run_dir=input_dir,
+    shell:
+        "{params.py} -m lipcert certify --run {params.run_dir} --data {input.data} "
+        "--threads {threads} --out {output} > {log} 2>&1"
+
+
+rule decision_grid:
+    input:
+        f"{RUN}/metrics.json",
+    output:
+        f"{RUN}/decision_grid.npz",
+    log:
+        f"{LOGS}/grid/{{dataset}}/{{method}}/eps{{eps}}_p{{p}}/seed{{seed}}.log",
+    conda:
+        "../envs/lipcert.yaml"
+    threads: 1
+    params:
+        py=PYTHON,
+        run_dir=input_dir,
+        resolution=SCALE_CFG["grid_resolution"],
+    shell:
+        "{params.py} -m lipcert.decision_grid --run {params.run_dir} --out {output} "
+        "--resolution {params.resolution} > {log} 2>&1"

@@ -1,0 +1,28 @@
+# Tightness attack: empirical lower Lipschitz bound (CLL supplement C, eqs. (19)-(20)).
+
+
+rule tightness:
+    input:
+        metrics=f"{RUN}/metrics.json",
+        data=f"{ROOT}/data/{{dataset}}.npz",
+    output:
+        f"{RUN}/tightness.json",
+    log:
+        f"{LOGS}/tightness/{{dataset}}/{{method}}/eps{{eps}}_p{{p}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/tightness/{{dataset}}/{{method}}/eps{{eps}}_p{{p}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/lipcert.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        py=PYTHON,
+        run_dir=input_dir,
+        pairs=SCALE_CFG["tightness"]["pairs"],
+        steps=SCALE_CFG["tightness"]["steps"],
+    shell:
+        "{params.py} -m lipcert.gpu_lease -- "
+        "{params.py} -m lipcert tightness --run {params.run_dir} --data {input.data} "
+        "--pairs {params.pairs} --steps {params.steps} --threads {threads} --out {output} "
+        "> {log} 2>&1"

@@ -1,0 +1,31 @@
+# Training: one job per (dataset, method, eps, p, seed). Interrupted runs resume from their
+# per-epoch checkpoint (kept in the run directory, not a declared output).
+
+
+rule train:
+    input:
+        data=f"{ROOT}/data/{{dataset}}.npz",
+        db=f"{ROOT}/mlflow.db",
+    output:
+        metrics=f"{RUN}/metrics.json",
+        model=f"{RUN}/model.pt",
+    log:
+        f"{LOGS}/train/{{dataset}}/{{method}}/eps{{eps}}_p{{p}}/seed{{seed}}.log",
+    benchmark:
+        f"{BENCH}/train/{{dataset}}/{{method}}/eps{{eps}}_p{{p}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/lipcert.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        py=PYTHON,
+        root=db_dir,
+        sets=train_sets,
+        run_dir=output_dir,
+    shell:
+        "{params.py} -m lipcert.gpu_lease -- "
+        "{params.py} -m lipcert train --params params/{wildcards.dataset}.yaml "
+        "--experiment {wildcards.method} --seed {wildcards.seed} {params.sets} "
+        "--data {input.data} --out {params.run_dir} --threads {threads} --device auto "
+        "--results-dir {params.root} --no-progress > {log} 2>&1"
