@@ -10,7 +10,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: venv demo test test-slow lint bench clean-venv
+.PHONY: venv demo test test-fast lint bench ui clean-venv
 
 venv: $(STAMP)
 
@@ -24,14 +24,25 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m lipcert demo
 
+# CI runs everything, including the `slow` end-to-end tests (about 10 minutes on 2 cores);
+# `make test-fast` (or plain pytest) runs the fast default selection.
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/
 
 bench: $(STAMP)
 	$(BIN)/python -m lipcert.bench all
+
+# MLflow UI on the paper-scale results (change SCALE=quick|ci for others).
+SCALE ?= paper
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///results/$(SCALE)/mlflow.db --host 127.0.0.1 --port 5000
 
 clean-venv:
 	rm -rf $(VENV)

@@ -118,7 +118,7 @@ def test_init_is_kaiming_with_zero_bias_and_seeded():
     big = build_model("6C2F", seed=0)
     lin = [m for m in big.spectral_layers() if isinstance(m, SpectralLinear)][0]
     assert abs(float(lin.weight.detach().std()) - math.sqrt(2 / 4096)) < 0.05 * math.sqrt(2 / 4096)
-    assert all(float(m.bias.abs().max()) == 0 for m in big.spectral_layers())
+    assert all(float(m.bias.detach().abs().max()) == 0 for m in big.spectral_layers())
 
 
 def test_build_does_not_touch_global_rng():

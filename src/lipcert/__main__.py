@@ -158,6 +158,10 @@ def cmd_mlflow_init(args) -> int:
 
     uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(args.results_dir)
     init_tracking(uri)
+    if args.marker:  # a file that stays unchanged while jobs log into the database (Snakemake input)
+        from .io_utils import atomic_write_json
+
+        atomic_write_json(args.marker, {"tracking_uri": uri})
     print(f"MLflow store ready: {uri}")
     return 0
 
@@ -230,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mi = sub.add_parser("mlflow-init", help="create the MLflow sqlite store once")
     mi.add_argument("--results-dir", default="results")
+    mi.add_argument("--marker", default=None, help="write this file once the store exists")
     mi.set_defaults(func=cmd_mlflow_init)
 
     d = sub.add_parser("demo", help="the main job on the embedded default (two-moons)")

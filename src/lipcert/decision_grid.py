@@ -129,9 +129,10 @@ def evaluate_run_grid(run_dir: str | Path, out_npz: str | Path, resolution: int 
     The file (written atomically) holds the grid arrays of :func:`grid_evaluation` plus ``x_train``,
     ``y_train``, ``train_predicted``, ``train_radius`` (float64 radius of the predicted class),
     ``train_certified`` (correct and radius > eps), ``eps`` and ``metadata``: a 1-element string array
-    with a JSON object (see :func:`read_grid_metadata`) holding method, eps, p, test/train CRA and clean
-    accuracy in percent at eps, K_f = K(f) of the converged bound, K_hf = K(h o f) (section 4.2) and the
-    run's own ``metrics.json`` numbers.
+    with a JSON object (see :func:`read_grid_metadata`) holding method, eps, p (eq. (5) p, and
+    ``p_printed`` = 2 p as Fig. D2 prints it), test/train CRA and clean accuracy in percent at eps,
+    K_f = K(f) of the converged bound, K_hf = K(h o f) (1/sigma_eps(p) for CLL, K(f) otherwise;
+    section 3.3) and the run's own ``metrics.json`` numbers.
     """
     from .datasets import load_data
     from .training import RunFiles, k_hf, load_trained_model
@@ -171,7 +172,8 @@ def evaluate_run_grid(run_dir: str | Path, out_npz: str | Path, resolution: int 
         "eps": eps,
         "train_eps": _final_value(cfg.loss.eps, total),
         "p": p,
-        "p_printed": None if p is None else 2.0 * p,
+        # the printed p of Fig. D2 (authors' convention, 2 x eq. (5) p); only for constant slack
+        "p_printed": None if p is None or cfg.loss.p.kind != "constant" else 2.0 * p,
         "cra": 100.0 * test.certified_accuracy[0],
         "clean": 100.0 * test.clean_accuracy,
         "train_cra": 100.0 * float(train_certified.mean()),

@@ -79,5 +79,5 @@ def input_dir(wildcards, input):
 
 
 def db_dir(wildcards, input):
-    """The results directory holding the MLflow database (a job's --results-dir)."""
+    """The results directory holding the MLflow database and its ready-marker (a job's --results-dir)."""
     return os.path.dirname(input.db)

@@ -19,7 +19,7 @@ rule two_moons_data:
 
 rule mlflow_init:
     output:
-        f"{ROOT}/mlflow.db",
+        f"{ROOT}/mlflow.ready",
     log:
         f"{LOGS}/mlflow_init.log",
     conda:
@@ -29,4 +29,4 @@ rule mlflow_init:
         py=PYTHON,
         root=output_dir,
     shell:
-        "{params.py} -m lipcert mlflow-init --results-dir {params.root} > {log} 2>&1"
+        "{params.py} -m lipcert mlflow-init --results-dir {params.root} --marker {output} > {log} 2>&1"

@@ -5,7 +5,7 @@
 rule train:
     input:
         data=f"{ROOT}/data/{{dataset}}.npz",
-        db=f"{ROOT}/mlflow.db",
+        db=f"{ROOT}/mlflow.ready",
     output:
         metrics=f"{RUN}/metrics.json",
         model=f"{RUN}/model.pt",

@@ -759,7 +759,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--data-label", default=None, help='e.g. "CIFAR-10 (JPEG export)"')
         sub.add_argument("--title", default=None)
         if name == "per-seed":
-            sub.add_argument("--dataset", default=None, help="dataset of the manifest rows (default: from the file name)")
+            sub.add_argument("--dataset", default=None,
+                             help="dataset of the manifest rows (default: from the file name tableD6/D7/D8)")
             sub.add_argument("--method", default="CLL")
     args = parser.parse_args(argv)
     if args.command == "table":

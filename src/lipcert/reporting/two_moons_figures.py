@@ -4,7 +4,7 @@ Each panel shows one run: the predicted class as a light background, the decisio
 the margins of half-width eps (the certified eps-level set {radius = eps}, gray lines, with the
 uncertified band radius <= eps shaded gray), the training points coloured by class and, in red, the
 training points that are misclassified or not certified at eps (Fig. 4: "Red points denote incorrect
-or non-robust samples"), with the test CRA (eq. (18)) and K(h o f) (section 4.2) written in the corners.
+or non-robust samples"), with the test CRA (eq. (18)) and K(h o f) (section 3.3) written in the corners.
 
 The input files come from :func:`lipcert.decision_grid.evaluate_run_grid`; this module only reads
 them (no models, no training code), as all reporting does.
@@ -78,7 +78,10 @@ def _crosses(values: np.ndarray, level: float) -> bool:
 
 
 def _default_title(meta: dict) -> str:
-    return f"{meta.get('method_label', meta.get('method', '?'))}, $2\\epsilon$ = {2 * float(meta['eps']):.3g}"
+    title = f"{meta.get('method_label', meta.get('method', '?'))}, $2\\epsilon$ = {2 * float(meta['eps']):.3g}"
+    if isinstance(meta.get("p_printed"), (int, float)):  # constant slack (Fig. D2): the paper's printed p
+        title += f", p = {float(meta['p_printed']):g}"
+    return title
 
 
 def _draw_panel(ax, panel: dict, title: str) -> None:
@@ -126,11 +129,12 @@ def _draw_panel(ax, panel: dict, title: str) -> None:
 
 
 def plot_panels(npz_paths: Sequence[str | Path], out_png: str | Path, out_pdf: str | Path, ncols: int,
-                titles: Sequence[str] | None = None) -> tuple[Path, Path]:
+                titles: Sequence[str] | None = None, scale: str | None = None) -> tuple[Path, Path]:
     """Draw one decision-boundary panel per grid file (Fig. 4 / Fig. D2 layout) and save PNG and PDF.
 
     Panels fill ``ncols`` columns row by row in the order of ``npz_paths``.  ``titles`` (one per file)
-    default to "<method>, 2 eps = <2 eps>".  Both files are written atomically; returns their paths.
+    default to "<method>, 2 eps = <2 eps>" (plus the printed p for constant slack).  ``scale`` other than
+    "paper" adds a caption stating the scale.  Both files are written atomically; returns their paths.
     """
     paths = [Path(p) for p in npz_paths]
     if not paths:
@@ -157,6 +161,10 @@ def plot_panels(npz_paths: Sequence[str | Path], out_png: str | Path, out_pdf: s
         panel = panels[index]
         _draw_panel(ax, panel, titles[index] if titles is not None else _default_title(panel["meta"]))
     fig.tight_layout(pad=0.4)
+    if scale is not None and scale != "paper":
+        fig.subplots_adjust(bottom=0.12 / nrows)
+        fig.text(0.5, 0.005, f"built at scale '{scale}': not comparable with the paper without this caveat",
+                 ha="center", va="bottom", fontsize=8, color="firebrick")
     written = []
     for out, fmt in ((out_png, "png"), (out_pdf, "pdf")):
         buffer = io.BytesIO()
@@ -173,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-pdf", required=True)
     parser.add_argument("--ncols", type=int, default=4)
     parser.add_argument("--titles", nargs="+", default=None, help="one title per grid file")
+    parser.add_argument("--scale", default=None, help="scale the runs were built at (captioned unless 'paper')")
     args = parser.parse_args(argv)
     try:
-        png, pdf = plot_panels(args.npz, args.out_png, args.out_pdf, args.ncols, args.titles)
+        png, pdf = plot_panels(args.npz, args.out_png, args.out_pdf, args.ncols, args.titles, args.scale)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

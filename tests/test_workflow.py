@@ -1,0 +1,112 @@
+"""The Snakemake workflow: DAG job counts at paper scale, lint/format, an end-to-end ci-scale fig4 run
+(idempotent), and `dvc repro fig4` in a temporary git repository."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "MPLBACKEND": "Agg", "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
+ENV.pop("MLFLOW_TRACKING_URI", None)
+
+
+def _run(cmd, cwd=ROOT, timeout=1200):
+    res = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, f"{cmd} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+    return res.stdout + res.stderr
+
+
+def _job_counts(target, *extra):
+    out = _run([str(BIN / "snakemake"), target, "-n", "--cores", "8", "--resources", "gpu=4", *extra])
+    stats = out[out.index("Job stats:"):]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
+
+
+def test_fig4_dag_at_paper_scale():
+    counts = _job_counts("fig4")
+    # 2 methods x 4 eps x 1 seed (Fig. 4), each trained, certified, attacked and drawn once
+    assert counts["train"] == 8 and counts["certify"] == 8 and counts["tightness"] == 8
+    assert counts["decision_grid"] == 8
+    assert counts["mlflow_init"] == 1 and counts["two_moons_data"] == 1
+    assert counts["fig4_figure"] == 1 and counts["render_notebook"] == 1
+
+
+def test_figD2_and_all_dag_at_paper_scale():
+    assert _job_counts("figD2")["train"] == 7  # printed p in {0.75, 0.5, 0.25, 0.1, 0.01, 1e-3, 1e-4}
+    assert _job_counts("all")["train"] == 15  # fig4 (8) + figD2 (7): no shared run
+
+
+def test_bad_config_is_rejected_by_the_schema():
+    res = subprocess.run([str(BIN / "snakemake"), "fig4", "-n", "--cores", "1", "--config", "scale=huge"],
+                         cwd=ROOT, env=ENV, capture_output=True, text=True)
+    assert res.returncode != 0 and "huge" in (res.stdout + res.stderr)
+
+
+def test_lint_and_format():
+    assert "good condition" in _run([str(BIN / "snakemake"), "--lint"])
+    _run([str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/"])
+
+
+def _copy_project(dst: Path) -> Path:
+    ignore = shutil.ignore_patterns(".venv", "results", ".snakemake", "__pycache__", ".git", "*.egg-info", ".dvc")
+    shutil.copytree(ROOT, dst, ignore=ignore)
+    return dst
+
+
+def _set_scale(proj: Path, scale: str) -> None:
+    cfg = proj / "params" / "workflow.yaml"
+    text, n = re.subn(r"^scale: paper$", f"scale: {scale}", cfg.read_text(), flags=re.M)
+    assert n == 1
+    cfg.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def ci_project(tmp_path_factory):
+    """A copy of the project configured for the tiny ci scale."""
+    proj = _copy_project(tmp_path_factory.mktemp("proj") / "lipcert")
+    _set_scale(proj, "ci")
+    return proj
+
+
+@pytest.mark.slow
+def test_fig4_end_to_end_at_ci_scale_is_idempotent(ci_project):
+    snake = [str(BIN / "snakemake"), "fig4", "--cores", "2", "--resources", "gpu=1"]
+    _run(snake, cwd=ci_project)
+    out = ci_project / "results" / "ci"
+    for rel in ("figures/fig4.png", "figures/fig4.pdf", "tables/fig4.csv", "tables/fig4.md", "notebooks/fig4.html",
+                "notebooks/fig4.ipynb", "tables/fig4_metrics.json"):
+        assert (out / rel).stat().st_size > 0, rel
+    assert (out / "figures" / "fig4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (out / "tables" / "fig4.csv").read_text().splitlines()
+    assert len(table) == 1 + 8 and table[0].endswith("scale") and all(r.endswith(",ci") for r in table[1:])
+    assert "scale 'ci'" in (out / "tables" / "fig4.md").read_text()
+    assert "fig4" in (out / "notebooks" / "fig4.html").read_text()
+    # benchmark and log files of the heavy rules
+    assert list((out / "benchmarks" / "train").rglob("*.tsv")) and list((out / "logs" / "train").rglob("*.log"))
+    again = _run([*snake, "-n"], cwd=ci_project)
+    assert "Nothing to be done" in again
+
+
+@pytest.mark.slow
+def test_dvc_repro_fig4_in_a_git_repo(tmp_path):
+    proj = _copy_project(tmp_path / "dvcproj")
+    _set_scale(proj, "ci")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    _run(["git", "init", "-q"], cwd=proj)
+    _run([*git, "add", "-A"], cwd=proj)
+    _run([*git, "commit", "-qm", "init"], cwd=proj)
+    dvc = str(BIN / "dvc")
+    _run([dvc, "init", "-q"], cwd=proj)
+    env_path = f"{BIN}{os.pathsep}{ENV['PATH']}"
+    ENV["PATH"] = env_path
+    _run([dvc, "repro", "fig4"], cwd=proj)
+    assert (proj / "results" / "ci" / "figures" / "fig4.png").exists()
+    shown = _run([dvc, "metrics", "show"], cwd=proj)
+    assert "cra" in shown and "clean" in shown
+    assert "didn't change" in _run([dvc, "repro", "fig4"], cwd=proj) or "up to date" in _run([dvc, "status"], cwd=proj)
