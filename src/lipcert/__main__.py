@@ -167,17 +167,24 @@ def cmd_mlflow_init(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Two-moons at the paper's settings (table B1): CLL and GloRo at 2*eps = 0.3; prints CRA and K."""
-    results = Path(args.results_dir) / "demo"
-    params = Path(__file__).resolve().parents[2] / "params" / "two_moons.yaml"
+    """The main job: ``snakemake fig4`` (CLL vs GloRo on two-moons, paper Fig. 4) at the chosen scale."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    snakemake = Path(sys.executable).with_name("snakemake")
+    cmd = [str(snakemake), "fig4", "--cores", str(args.cores), "--resources", "gpu=1", "--config", f"scale={args.scale}"]
+    print("running: " + " ".join(cmd), flush=True)
     start = time.perf_counter()
-    for experiment in ("cll", "gloro"):
-        ns = argparse.Namespace(params=str(params), experiment=experiment, seed=0, set=list(args.set),
-                                out=str(results / experiment), no_progress=False, device="cpu", threads=1, data=None,
-                                no_mlflow=args.no_mlflow, results_dir=args.results_dir, group=None)
-        print(f"== training two-moons {experiment} (params/two_moons.yaml, seed 0) -> {ns.out}", flush=True)
-        cmd_train(ns)
-    print(f"demo finished in {time.perf_counter() - start:.0f} s; run directories under {results}")
+    rc = subprocess.run(cmd, cwd=root).returncode
+    if rc != 0:
+        print(f"error: snakemake fig4 failed (exit {rc}); see the logs under results/{args.scale}/logs", file=sys.stderr)
+        return rc
+    out = root / "results" / args.scale
+    print(f"\nfig4 built at scale '{args.scale}' in {time.perf_counter() - start:.0f} s")
+    print((out / "tables" / "fig4.md").read_text())
+    for rel in ("figures/fig4.png", "figures/fig4.pdf", "tables/fig4.csv", "notebooks/fig4.html"):
+        print(f"  {out / rel}")
+    print(f"MLflow UI: make ui SCALE={args.scale}")
     return 0
 
 
@@ -237,9 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     mi.add_argument("--marker", default=None, help="write this file once the store exists")
     mi.set_defaults(func=cmd_mlflow_init)
 
-    d = sub.add_parser("demo", help="the main job on the embedded default (two-moons)")
-    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    common(d)
+    d = sub.add_parser("demo", help="the main job: snakemake fig4 on the embedded default (two-moons)")
+    d.add_argument("--scale", default="paper", choices=["paper", "quick", "ci"])
+    d.add_argument("--cores", type=int, default=2)
     d.set_defaults(func=cmd_demo)
     return parser
 

@@ -3,7 +3,7 @@
 
 rule render_notebook:
     input:
-        notebook="notebooks/{target}.py",
+        notebook="notebooks/two_moons.py",
         table=f"{ROOT}/tables/{{target}}.csv",
         figure=f"{ROOT}/figures/{{target}}.png",
     output:
@@ -22,7 +22,7 @@ rule render_notebook:
     shell:
         "{params.py} -m lipcert.reporting.render_notebook --notebook {input.notebook} "
         "--out-ipynb {output.ipynb} --out-html {output.html} "
-        "-p table_csv {input.table} -p figure_png {input.figure} -p scale {params.scale} > {log} 2>&1"
+        "-p target {wildcards.target} -p table_csv {input.table} -p figure_png {input.figure} -p scale {params.scale} > {log} 2>&1"
 
 
 rule fig4:
