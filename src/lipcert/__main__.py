@@ -170,9 +170,14 @@ def cmd_demo(args) -> int:
     """The main job: ``snakemake fig4`` (CLL vs GloRo on two-moons, paper Fig. 4) at the chosen scale."""
     import subprocess
 
+    from .gpu_lease import device_count
+
     root = Path(__file__).resolve().parents[2]
     snakemake = Path(sys.executable).with_name("snakemake")
-    cmd = [str(snakemake), "fig4", "--cores", str(args.cores), "--resources", "gpu=1", "--config", f"scale={args.scale}"]
+    # gpu=N caps concurrent gpu jobs; without a GPU those jobs run on the CPU, one per core
+    slots = device_count() or args.cores
+    cmd = [str(snakemake), "fig4", "--cores", str(args.cores), "--resources", f"gpu={slots}",
+           "--config", f"scale={args.scale}"]
     print("running: " + " ".join(cmd), flush=True)
     start = time.perf_counter()
     rc = subprocess.run(cmd, cwd=root).returncode

@@ -30,6 +30,16 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return out
 
 
+def _number_if_possible(value: Any) -> Any:
+    """YAML reads ``1e-3`` (no dot) as a string; turn such strings into floats, leave others alone."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings (values parsed as YAML, so ``1e-3``/``[1, 2]`` work)."""
     out = copy.deepcopy(dict(data))
@@ -40,12 +50,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict[str, 
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
             raise ValueError(f"override {item!r} has an empty key")
-        value = yaml.safe_load(raw)
-        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
+        value = _number_if_possible(yaml.safe_load(raw))
         node = out
         for part in parts[:-1]:
             node = node.setdefault(part, {})
