@@ -115,7 +115,7 @@ def _draw_panel(ax, panel: dict, title: str) -> None:
                rasterized=True)
 
     box = {"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.75, "edgecolor": "none"}
-    ax.text(0.02, 0.97, f"CRA {float(meta['cra']):.1f}%", transform=ax.transAxes, ha="left", va="top",
+    ax.text(0.02, 0.97, f"CRA {float(meta['cra']):.2f}%", transform=ax.transAxes, ha="left", va="top",
             fontsize=8, bbox=box)
     k_hf = float(meta["K_hf"])
     ax.text(0.98, 0.03, f"$K(h\\circ f)$ {k_hf:.4g}" if math.isfinite(k_hf) else "$K(h\\circ f)$ n/a",
