@@ -22,3 +22,8 @@ rule all:
     input:
         rules.fig4.input,
         rules.figD2.input,
+        rules.table1.input,
+        rules.table2.input,
+        rules.tableD6.input,
+        rules.tableD7.input,
+        rules.tableD8.input,

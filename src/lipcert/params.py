@@ -66,7 +66,7 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise FileNotFoundError(f"params file not found: {p}")
     data = yaml.safe_load(p.read_text()) or {}
-    allowed = {"defaults", "experiments", "grids", "reference"}
+    allowed = {"defaults", "experiments", "axes", "reference"}
     unknown = set(data) - allowed
     if unknown:
         raise ValueError(f"{p}: unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")

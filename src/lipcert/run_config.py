@@ -102,21 +102,66 @@ class OptimConfig:
             raise ValueError(f"optim.lr_milestones must be increasing positive epochs, got {list(self.lr_milestones)}")
 
 
+_IMAGE_DATASETS = ("cifar10", "cifar100", "tiny_imagenet")
+_FORMATS_BY_DATASET = {
+    "cifar10": ("auto", "torchvision", "pickle", "binary", "image_folder"),
+    "cifar100": ("auto", "torchvision", "pickle", "binary", "image_folder"),
+    "tiny_imagenet": ("auto", "tiny_imagenet"),
+}
+_TWO_MOONS_DEFAULTS = {"n_train": 2000, "n_test": 20000, "noise_radius": 0.1, "seed": 0}
+
+
 @dataclass(frozen=True)
 class DataConfig:
-    """Dataset of a run.  ``two_moons``: generated (section 4.1); ``seed`` fixes the data across runs."""
+    """Dataset of a run.
 
-    name: Literal["two_moons"]
+    ``two_moons``: generated (section 4.1); ``n_train``, ``n_test``, ``noise_radius`` and ``seed`` fix
+    the data across runs.  ``cifar10`` / ``cifar100`` / ``tiny_imagenet`` (section 4.2, supplement B):
+    read from ``root`` (default ``$LIPCERT_DATA_ROOT/<name>``) in ``format`` ('auto' detects it; see
+    :mod:`lipcert.data.cifar`, :mod:`lipcert.data.tiny_imagenet`); ``subset_train`` / ``subset_test``
+    keep the first k images per class (quick scale); ``augment`` switches the supplement-B training
+    augmentation (crop, flip, colour jitter 0.25, rotation 2 degrees) on; two-moons has none.
+    Fields of one kind of dataset may not be set for the other.
+    """
+
+    name: Literal["two_moons", "cifar10", "cifar100", "tiny_imagenet"]
     n_train: int = 2000
     n_test: int = 20000
     noise_radius: float = 0.1
     seed: int = 0
+    root: str | None = None
+    format: Literal["auto", "torchvision", "pickle", "binary", "image_folder", "tiny_imagenet"] = "auto"
+    subset_train: int | None = None
+    subset_test: int | None = None
+    augment: bool = True
 
     def __post_init__(self) -> None:
         check_range("data.n_train", self.n_train, lo=2)
         check_range("data.n_test", self.n_test, lo=1)
         check_range("data.noise_radius", self.noise_radius, lo=0.0)
         check_range("data.seed", self.seed, lo=0)
+        if self.name == "two_moons":
+            image_only = {"root": (self.root, None), "format": (self.format, "auto"),
+                          "subset_train": (self.subset_train, None), "subset_test": (self.subset_test, None)}
+            for key, (value, default) in image_only.items():
+                if value != default:
+                    raise ValueError(f"data.{key} applies only to image datasets {list(_IMAGE_DATASETS)}, "
+                                     f"not to 'two_moons' (got {value!r}); remove it")
+            return
+        for key, default in _TWO_MOONS_DEFAULTS.items():
+            if getattr(self, key) != default:
+                hint = f"; use data.subset_{key[2:]} for a per-class subset" if key in ("n_train", "n_test") else ""
+                raise ValueError(f"data.{key} applies only to 'two_moons', not to {self.name!r} "
+                                 f"(got {getattr(self, key)!r}){hint}")
+        allowed = _FORMATS_BY_DATASET[self.name]
+        if self.format not in allowed:
+            raise ValueError(f"data.format {self.format!r} is not a source of {self.name!r}; expected one of {list(allowed)}")
+        if self.root is not None and not self.root.strip():
+            raise ValueError("data.root must be a non-empty path (or left out to use $LIPCERT_DATA_ROOT/<name>)")
+        for key in ("subset_train", "subset_test"):
+            value = getattr(self, key)
+            if value is not None:
+                check_range(f"data.{key}", value, lo=1)
 
 
 @dataclass(frozen=True)

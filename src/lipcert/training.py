@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .certification import certify_model
-from .data.tensor_data import TensorData
+from .data.tensor_data import TensorData, as_model_input
 from .io_utils import atomic_torch_save, atomic_write_json, read_json
 from .losses import calibrated_loss, calibration_scale, cross_entropy_loss, gloro_loss
 from .models import LipschitzClassifier, build_model
@@ -201,8 +201,9 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
         _set_rng_state(ckpt["rng"])
         start_epoch, iteration, history, elapsed = ckpt["epoch"], ckpt["iteration"], ckpt["history"], ckpt["elapsed"]
 
+    # stored inputs stay as they are (uint8 images: 1 byte per value); the model sees as_model_input(x)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    x_test, y_test = as_model_input(data.x_test.to(device)), data.y_test.to(device)
     bar = _progress(cfg.epochs, start_epoch, progress)
     epochs_done_now = 0
     try:
@@ -217,7 +218,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
             k_train = float("nan")
             for b in range(iters_per_epoch):
                 idx = perm[b * bs:(b + 1) * bs]
-                xb, yb = x_train[idx], y_train[idx]
+                xb, yb = as_model_input(x_train[idx]), y_train[idx]
                 if data.augment is not None:
                     xb = data.augment(xb, aug_gen)
                 logits = model(xb)
@@ -245,7 +246,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
             if last or (epoch + 1) % cfg.eval_every == 0:
                 entry.update(evaluate(model, x_test, y_test, cfg.eval_eps, ""))
             if last:
-                entry.update(evaluate(model, x_train, y_train, cfg.eval_eps, "train_"))
+                entry.update(evaluate(model, as_model_input(x_train), y_train, cfg.eval_eps, "train_"))
             elapsed += time.perf_counter() - t0
             entry["elapsed_s"] = elapsed
             history.append(entry)

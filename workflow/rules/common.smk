@@ -1,6 +1,9 @@
 # Helpers shared by all rules: config validation, paths, per-scale overrides.
+import json
 import os
 import sys
+
+import yaml
 
 from snakemake.utils import validate
 
@@ -11,13 +14,15 @@ PYTHON = sys.executable
 SCALE = config["scale"]
 ROOT = f"{config['results']}/{SCALE}"
 SCALE_CFG = config["scales"][SCALE]
-RUN = f"{ROOT}/runs/{{dataset}}/{{method}}/eps{{eps}}_p{{p}}/seed{{seed}}"
+RUN = f"{ROOT}/runs/{{dataset}}/{{model}}/{{method}}/eps{{eps}}_p{{p}}/seed{{seed}}"
+RUN_LOG = "{dataset}/{model}/{method}/eps{eps}_p{p}/seed{seed}"
 LOGS = f"{ROOT}/logs"
 BENCH = f"{ROOT}/benchmarks"
 
 
 wildcard_constraints:
-    dataset="two_moons",
+    dataset="two_moons|cifar10|cifar100|tiny_imagenet",
+    model="two_moons|4C3F|4C3F_authors_code|6C2F|8C2F",
     method="cll|gloro|ce",
     eps=r"[0-9.]+",
     p=r"default|[0-9.e-]+",
@@ -29,17 +34,30 @@ def scale_sets(family):
     return " ".join(f"--set '{k}={v}'" for k, v in SCALE_CFG[family].items())
 
 
+def axis_templates(dataset, method):
+    """How the grid axes map onto run keys, from the `axes` section of params/<dataset>.yaml."""
+    with open(f"params/{dataset}.yaml") as f:
+        axes = yaml.safe_load(f).get("axes", {})
+    return axes.get(method, {})
+
+
 def train_sets(wildcards):
-    """Overrides of one run: the scale's, the grid axes eps (training and certification) and p."""
-    sets = [f"loss.eps={wildcards.eps}", f"eval_eps=[{wildcards.eps}]"]
+    """Overrides of one run: the scale's, the model and the grid axes eps and p (p: 'default' keeps the params')."""
+    templates = axis_templates(wildcards.dataset, wildcards.method)
+    sets = [f"model={wildcards.model}"]
+    sets += [t.format(wildcards.eps) for t in templates.get("eps", [])]
     if wildcards.p != "default":
-        sets.append(f"loss.p={wildcards.p}")
+        if "p" not in templates:
+            raise ValueError(
+                f"method {wildcards.method} has no p axis in params/{wildcards.dataset}.yaml"
+            )
+        sets += [t.format(wildcards.p) for t in templates["p"]]
     return scale_sets(wildcards.dataset) + " " + " ".join(f"--set '{s}'" for s in sets)
 
 
-def run_file(name, dataset, method, eps, p="default", seed=0):
+def run_file(name, dataset, model, method, eps, p="default", seed=0):
     """Path of one file of one run directory."""
-    return f"{ROOT}/runs/{dataset}/{method}/eps{eps}_p{p}/seed{seed}/{name}"
+    return f"{ROOT}/runs/{dataset}/{model}/{method}/eps{eps}_p{p}/seed{seed}/{name}"
 
 
 def p_eq5(p_printed):
@@ -51,7 +69,7 @@ def fig4_runs(name):
     """Files `name` of every Fig. 4 run (methods x eps x seeds)."""
     spec = config["fig4"]
     return [
-        run_file(name, "two_moons", m, e, "default", s)
+        run_file(name, "two_moons", "two_moons", m, e, "default", s)
         for m in spec["methods"]
         for e in spec["eps"]
         for s in spec["seeds"]
@@ -62,7 +80,7 @@ def figD2_runs(name):
     """Files `name` of every Fig. D2 run (printed p x seeds, CLL at eps = 0.15)."""
     spec = config["figD2"]
     return [
-        run_file(name, "two_moons", "cll", spec["eps"], p_eq5(p), s)
+        run_file(name, "two_moons", "two_moons", "cll", spec["eps"], p_eq5(p), s)
         for p in spec["p_printed"]
         for s in spec["seeds"]
     ]
@@ -81,3 +99,78 @@ def input_dir(wildcards, input):
 def db_dir(wildcards, input):
     """The results directory holding the MLflow database and its ready-marker (a job's --results-dir)."""
     return os.path.dirname(input.db)
+
+
+def table_row_runs(row, name):
+    """Files `name` of the runs of one configured paper-table row, one per seed of the scale."""
+    p = row["p"] if row["p"] == "default" else f"{float(row['p']):g}"
+    return [
+        run_file(
+            name, row["data"], row["model"], row["loss"], f"{float(row['eps']):g}", p, s
+        )
+        for s in SCALE_CFG["seeds"]
+    ]
+
+
+def table_runs(wildcards, name="metrics.json"):
+    """Files `name` of every run of a paper table (all rows, all seeds)."""
+    rows = config["paper_tables"][wildcards.table]["rows"]
+    return [f for row in rows for f in table_row_runs(row, name)]
+
+
+def table_manifest(wildcards):
+    """The run manifest of a paper table (rows with their run directories) as JSON."""
+    keys = ("dataset", "method", "model", "variant")
+    rows = [
+        {
+            **{k: row[k] for k in keys},
+            "runs": [os.path.dirname(f) for f in table_row_runs(row, "metrics.json")],
+            "planned_runs": len(SCALE_CFG["seeds"]),
+        }
+        for row in config["paper_tables"][wildcards.table]["rows"]
+    ]
+    return json.dumps(rows)
+
+
+def per_seed_source(wildcards):
+    """The main table whose runs a per-seed table (D6-D8) reports."""
+    return config["per_seed_tables"][wildcards.ptable]["source"]
+
+
+def dataset_scale_sets(wildcards):
+    """The scale's overrides of the dataset's params family (for data preparation)."""
+    return scale_sets(wildcards.dataset)
+
+
+def table_certify_runs(wildcards):
+    return table_runs(wildcards, "certify.json")
+
+
+def table_tightness_runs(wildcards):
+    return table_runs(wildcards, "tightness.json")
+
+
+def paper_table_csv(wildcards):
+    """The paper's numbers for a main table (params/paper_tables)."""
+    return config["paper_tables"][wildcards.table]["paper"]
+
+
+def output_stem(wildcards, output):
+    """The common stem of a table's .csv/.md/.tex outputs."""
+    return output.csv[: -len(".csv")]
+
+
+def per_seed_manifest(wildcards):
+    return f"{ROOT}/tables/{per_seed_source(wildcards)}_manifest.json"
+
+
+def per_seed_main_table(wildcards):
+    return f"{ROOT}/tables/{per_seed_source(wildcards)}.csv"
+
+
+def per_seed_paper_csv(wildcards):
+    return config["per_seed_tables"][wildcards.ptable]["paper"]
+
+
+def per_seed_dataset(wildcards):
+    return config["per_seed_tables"][wildcards.ptable]["dataset"]

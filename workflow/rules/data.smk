@@ -1,19 +1,19 @@
-# Data preparation: each dataset is generated or converted once into a compact cache.
+# Data preparation: each dataset is generated or converted once into a verified cache.
 
 
-rule two_moons_data:
+rule prepare_data:
     output:
-        f"{ROOT}/data/two_moons.npz",
+        f"{ROOT}/data/{{dataset}}.npz",
     log:
-        f"{LOGS}/data/two_moons.log",
+        f"{LOGS}/data/{{dataset}}.log",
     conda:
         "../envs/lipcert.yaml"
     threads: 1
     params:
         py=PYTHON,
-        sets=scale_sets("two_moons"),
+        sets=dataset_scale_sets,
     shell:
-        "{params.py} -m lipcert prepare-data --params params/two_moons.yaml {params.sets} "
+        "{params.py} -m lipcert prepare-data --params params/{wildcards.dataset}.yaml {params.sets} "
         "--out {output} > {log} 2>&1"
 
 

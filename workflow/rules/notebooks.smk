@@ -43,3 +43,56 @@ rule figD2:
         f"{ROOT}/tables/figD2.md",
         f"{ROOT}/tables/figD2_metrics.json",
         f"{ROOT}/notebooks/figD2.html",
+
+
+rule render_table_notebook:
+    input:
+        notebook="notebooks/paper_table.py",
+        table=f"{ROOT}/tables/{{tablename}}.csv",
+    output:
+        ipynb=f"{ROOT}/notebooks/{{tablename}}.ipynb",
+        html=f"{ROOT}/notebooks/{{tablename}}.html",
+    log:
+        f"{LOGS}/notebooks/{{tablename}}.log",
+    wildcard_constraints:
+        tablename="table1|table2|tableD6|tableD7|tableD8",
+    conda:
+        "../envs/lipcert.yaml"
+    threads: 1
+    params:
+        py=PYTHON,
+        scale=SCALE,
+    shell:
+        "{params.py} -m lipcert.reporting.render_notebook --notebook {input.notebook} "
+        "--out-ipynb {output.ipynb} --out-html {output.html} "
+        "-p target {wildcards.tablename} -p table_csv {input.table} -p scale {params.scale} > {log} 2>&1"
+
+
+rule table1:
+    input:
+        expand(f"{ROOT}/tables/table1.{{ext}}", ext=["csv", "md", "tex"]),
+        f"{ROOT}/notebooks/table1.html",
+
+
+rule table2:
+    input:
+        expand(f"{ROOT}/tables/table2.{{ext}}", ext=["csv", "md", "tex"]),
+        f"{ROOT}/notebooks/table2.html",
+
+
+rule tableD6:
+    input:
+        expand(f"{ROOT}/tables/tableD6.{{ext}}", ext=["csv", "md", "tex"]),
+        f"{ROOT}/notebooks/tableD6.html",
+
+
+rule tableD7:
+    input:
+        expand(f"{ROOT}/tables/tableD7.{{ext}}", ext=["csv", "md", "tex"]),
+        f"{ROOT}/notebooks/tableD7.html",
+
+
+rule tableD8:
+    input:
+        expand(f"{ROOT}/tables/tableD8.{{ext}}", ext=["csv", "md", "tex"]),
+        f"{ROOT}/notebooks/tableD8.html",

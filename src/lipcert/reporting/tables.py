@@ -19,6 +19,7 @@ Public API: :func:`read_manifest`, :func:`read_run_metrics`, :func:`aggregate_se
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -30,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..io_utils import atomic_write_text, read_json
+from ..io_utils import atomic_write_json, atomic_write_text, read_json
 
 __all__ = [
     "KEY_COLUMNS",
@@ -743,6 +744,15 @@ def per_seed_table(
 # command line
 
 
+def _write_manifest(text: str, out: str) -> int:
+    """Parse, validate (:func:`read_manifest`) and atomically write a manifest given as JSON text."""
+    rows = json.loads(text)
+    read_manifest(rows)  # validates before anything is written
+    atomic_write_json(out, rows)
+    print(f"wrote {out} ({len(rows)} rows)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m lipcert.reporting.tables table|per-seed --manifest M --paper CSV
     --scale S --out STEM [--data-label L] [--dataset D]`` (writes STEM.csv, STEM.md, STEM.tex)."""
@@ -762,7 +772,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             sub.add_argument("--dataset", default=None,
                              help="dataset of the manifest rows (default: from the file name tableD6/D7/D8)")
             sub.add_argument("--method", default="CLL")
+    manifest = commands.add_parser("write-manifest", help="validate a manifest given as JSON text and write it")
+    manifest.add_argument("--json", required=True, help="the manifest rows as a JSON list")
+    manifest.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.command == "write-manifest":
+        return _write_manifest(args.json, args.out)
     if args.command == "table":
         frame = write_table(args.manifest, args.paper, args.scale, args.out, args.data_label, title=args.title)
     else:
