@@ -139,3 +139,33 @@ def test_dvc_repro_fig4_in_a_git_repo(tmp_path):
     shown = _run([dvc, "metrics", "show"], cwd=proj)
     assert "cra" in shown and "clean" in shown
     assert "didn't change" in _run([dvc, "repro", "fig4"], cwd=proj) or "up to date" in _run([dvc, "status"], cwd=proj)
+
+
+@pytest.mark.slow
+def test_table2_and_tableD6_end_to_end_at_ci_scale_on_generated_cifar(ci_project, tmp_path):
+    """A miniature CIFAR-10 in the official pickle layout, found through LIPCERT_DATA_ROOT."""
+    from test_image_data import _cifar, write_cifar_pickle
+
+    write_cifar_pickle(tmp_path / "data" / "cifar10", *_cifar(10, train_per_class=4, test_per_class=4))
+    env_before = ENV.get("LIPCERT_DATA_ROOT")
+    ENV["LIPCERT_DATA_ROOT"] = str(tmp_path / "data")
+    try:
+        _run([str(BIN / "snakemake"), "table2", "tableD6", "--cores", "2", "--resources", "gpu=2"], cwd=ci_project)
+    finally:
+        if env_before is None:
+            ENV.pop("LIPCERT_DATA_ROOT")
+        else:
+            ENV["LIPCERT_DATA_ROOT"] = env_before
+    out = ci_project / "results" / "ci" / "tables"
+    import pandas as pd
+
+    table = pd.read_csv(out / "table2.csv", keep_default_na=False)
+    assert len(table) == 17  # every row of the paper's table 2
+    built = table[table["status"] != "paper value, not reproduced"]
+    assert sorted(zip(built["method"], built["model"])) == [("CLL", "4C3F"), ("CLL", "6C2F"), ("GloRo", "4C3F"),
+                                                            ("GloRo", "6C2F")]
+    assert (table["scale"] == "ci").all()
+    not_built = table[table["status"] == "paper value, not reproduced"]
+    assert set(not_built["method"]) >= {"SOC", "CPL", "SLL", "Local-Lip-B"}
+    assert "scale 'ci'" in (out / "table2.md").read_text()
+    assert (out / "tableD6.csv").exists() and (ci_project / "results" / "ci" / "notebooks" / "table2.html").exists()

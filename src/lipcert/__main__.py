@@ -92,6 +92,7 @@ def cmd_certify(args) -> int:
     import torch
 
     from .certification import certify_model
+    from .data.tensor_data import as_model_input
     from .io_utils import atomic_write_json
     from .training import load_trained_model
 
@@ -100,7 +101,7 @@ def cmd_certify(args) -> int:
     report = model.converge(args.tol)
     data = _run_data(cfg.data, args.data)
     eps = tuple(args.eps) if args.eps else cfg.eval_eps
-    res = certify_model(model, data.x_test, data.y_test, eps)
+    res = certify_model(model, as_model_input(data.x_test), data.y_test, eps)
     out = Path(args.out) if args.out else Path(args.run) / "certify.json"
     summary = res.summary()
     summary.update({"k_body": report.k_body, "converge_iterations": report.iterations, "converge_tol": args.tol,
@@ -114,6 +115,7 @@ def cmd_certify(args) -> int:
 def cmd_tightness(args) -> int:
     import torch
 
+    from .data.tensor_data import as_model_input
     from .io_utils import atomic_write_json
     from .tightness import sample_pairs, tightness_attack
     from .training import load_trained_model
@@ -125,6 +127,10 @@ def cmd_tightness(args) -> int:
     g = torch.Generator().manual_seed(args.seed)
     n_pairs = min(args.pairs, data.x_train.shape[0] // 2)
     x1, x2 = sample_pairs(data.x_train, n_pairs, generator=g)
+    # supplement C / the authors' code: pairs are drawn from the (augmented) training data
+    x1, x2 = as_model_input(x1), as_model_input(x2)
+    if data.augment is not None:
+        x1, x2 = data.augment(x1, g), data.augment(x2, g)
     res = tightness_attack(model, x1, x2, steps=args.steps, lr=args.lr, domain=data.domain,
                            batch_size=args.batch_size, generator=g)
     out = Path(args.out) if args.out else Path(args.run) / "tightness.json"

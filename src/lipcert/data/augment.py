@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "GREY_WEIGHTS",
+    "AugmentParams",
     "RandomImageAugment",
     "adjust_brightness",
     "adjust_contrast",
@@ -154,13 +155,27 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor, interpolation: Literal["bilin
 
 
 @dataclass(frozen=True)
+class AugmentParams:
+    """The random draws of one augmented batch (B images); see :meth:`RandomImageAugment.sample`."""
+
+    top: torch.Tensor       # (B,) crop row offset in [0, 2 pad]
+    left: torch.Tensor      # (B,) crop column offset in [0, 2 pad]
+    flip: torch.Tensor      # (B,) bool, mirror horizontally
+    factors: torch.Tensor   # (B, 3) brightness, contrast, saturation factors in [1 - jitter, 1 + jitter]
+    order: torch.Tensor     # (B, 3) per-image permutation of (0, 1, 2): order of the three adjustments
+    angles: torch.Tensor    # (B,) rotation in degrees, in [-rotation_degrees, rotation_degrees]
+
+
+@dataclass(frozen=True)
 class RandomImageAugment:
     """The training augmentation of CLL supplement B as a callable ``(x, generator) -> x``.
 
     ``x`` is a float batch (B, 3, image_size, image_size) in [0, 1] on the generator's device; the
-    result has the same shape and lies in [0, 1].  ``jitter = 0`` or ``rotation_degrees = 0`` or
-    ``flip = False`` switch the respective step off (its random numbers are still drawn, so the other
-    steps see the same draws).
+    result has the same shape and lies in [0, 1].  Steps, in torchvision ``Compose`` order: crop
+    (zero padding ``pad``), horizontal flip (p = 0.5), colour jitter (``jitter``), rotation
+    (``rotation_degrees``).  ``pad = 0``, ``flip = False``, ``jitter = 0`` or ``rotation_degrees = 0``
+    switch a step off.  All random numbers of a batch are drawn at once (:meth:`sample`), in a fixed
+    order, from the one generator.
     """
 
     image_size: int
@@ -182,26 +197,34 @@ class RandomImageAugment:
         if self.rotation_interpolation not in ("bilinear", "nearest"):
             raise ValueError(f"rotation_interpolation must be 'bilinear' or 'nearest', got {self.rotation_interpolation!r}")
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def sample(self, batch: int, generator: torch.Generator) -> AugmentParams:
+        """Draw the parameters of ``batch`` images on the generator's device (crop, flip, jitter, order, angle)."""
+        dev = generator.device
+        top = torch.randint(0, 2 * self.pad + 1, (batch,), generator=generator, device=dev)
+        left = torch.randint(0, 2 * self.pad + 1, (batch,), generator=generator, device=dev)
+        flip = torch.rand(batch, generator=generator, device=dev) < 0.5
+        factors = 1.0 + self.jitter * (2.0 * torch.rand(batch, 3, generator=generator, device=dev) - 1.0)
+        order = torch.rand(batch, 3, generator=generator, device=dev).argsort(dim=1)
+        angles = self.rotation_degrees * (2.0 * torch.rand(batch, generator=generator, device=dev) - 1.0)
+        return AugmentParams(top, left, flip, factors, order, angles)
+
+    def apply(self, x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+        """Apply the enabled steps with the given parameters (deterministic)."""
         _check_batch(x)
         if tuple(x.shape[2:]) != (self.image_size, self.image_size):
             raise ValueError(f"expected {self.image_size}x{self.image_size} images, got {tuple(x.shape[2:])}")
-        b, dev = x.shape[0], x.device
-        top = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator, device=dev)
-        left = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator, device=dev)
-        flip = torch.rand(b, generator=generator, device=dev) < 0.5
-        factors = 1.0 + self.jitter * (2.0 * torch.rand(b, 3, generator=generator, device=dev) - 1.0)
-        order = torch.rand(b, 3, generator=generator, device=dev).argsort(dim=1)
-        angles = self.rotation_degrees * (2.0 * torch.rand(b, generator=generator, device=dev) - 1.0)
-
-        out = crop_padded(x, self.pad, top, left) if self.pad > 0 else x
+        out = crop_padded(x, self.pad, params.top, params.left) if self.pad > 0 else x
         if self.flip:
-            out = torch.where(flip.reshape(-1, 1, 1, 1), out.flip(-1), out)
+            out = torch.where(params.flip.to(x.device).reshape(-1, 1, 1, 1), out.flip(-1), out)
         if self.jitter > 0:
-            out = apply_color_jitter(out, factors, order)
+            out = apply_color_jitter(out, params.factors, params.order)
         if self.rotation_degrees > 0:
-            out = rotate(out, angles, self.rotation_interpolation).clamp(0.0, 1.0)
+            out = rotate(out, params.angles, self.rotation_interpolation).clamp(0.0, 1.0)
         return out
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        _check_batch(x)
+        return self.apply(x, self.sample(x.shape[0], generator))
 
 
 def make_augment(image_size: int, pad: int, *, flip: bool = True, jitter: float = 0.25,
