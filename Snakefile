@@ -27,3 +27,6 @@ rule all:
         rules.tableD6.input,
         rules.tableD7.input,
         rules.tableD8.input,
+        rules.tableD5.input,
+        rules.fig5.input,
+        rules.figD1.input,

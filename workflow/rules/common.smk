@@ -23,7 +23,7 @@ BENCH = f"{ROOT}/benchmarks"
 wildcard_constraints:
     dataset="two_moons|cifar10|cifar100|tiny_imagenet",
     model="two_moons|4C3F|4C3F_authors_code|6C2F|8C2F",
-    method="cll|gloro|ce",
+    method="cll|gloro|gloro_fixed|ce",
     eps=r"[0-9.]+",
     p=r"default|[0-9.e-]+",
     seed=r"\d+",
@@ -174,3 +174,114 @@ def per_seed_paper_csv(wildcards):
 
 def per_seed_dataset(wildcards):
     return config["per_seed_tables"][wildcards.ptable]["dataset"]
+
+
+def fig5_runs(name):
+    """Files `name` of the Fig. 5 eps sweep (methods x eps) and slack sweep (printed p) runs."""
+    spec = config["fig5"]
+    p_of = {"cll": f"{spec['cll_p']:g}"}
+    eps_runs = [
+        run_file(
+            name, spec["data"], spec["model"], m, f"{e:g}", p_of.get(m, "default"), s
+        )
+        for m in spec["methods"]
+        for e in spec["eps"]
+        for s in spec["seeds"]
+    ]
+    slack_runs = [
+        run_file(
+            name,
+            spec["data"],
+            spec["model"],
+            "cll",
+            f"{spec['slack_eps']:g}",
+            p_eq5(p),
+            s,
+        )
+        for p in spec["slack_p_printed"]
+        for s in spec["seeds"]
+    ]
+    return eps_runs, slack_runs
+
+
+def fig5_eps_runs(wildcards=None, name="metrics.json"):
+    return fig5_runs(name)[0]
+
+
+def fig5_slack_runs(wildcards=None, name="metrics.json"):
+    return fig5_runs(name)[1]
+
+
+def tableD5_runs(name="metrics.json"):
+    """Files `name` of the Table D5 grid (eps x printed p) runs."""
+    spec = config["tableD5"]
+    return [
+        run_file(name, spec["data"], spec["model"], "cll", f"{e:g}", p_eq5(p), s)
+        for e in spec["eps"]
+        for p in spec["p_printed"]
+        for s in spec["seeds"]
+    ]
+
+
+def figD1_runs(name="metrics.json"):
+    """Files `name` of the Fig. D1 runs (one configuration per method, the scale's seeds)."""
+    spec = config["figD1"]
+    return [
+        run_file(
+            name,
+            spec["data"],
+            spec["model"],
+            r["method"],
+            f"{r['eps']:g}",
+            r["p"] if r["p"] == "default" else f"{float(r['p']):g}",
+            s,
+        )
+        for r in spec["runs"]
+        for s in SCALE_CFG["seeds"]
+    ]
+
+
+def run_dirs(files):
+    """Run directories of a list of run files."""
+    return " ".join(os.path.dirname(f) for f in files)
+
+
+def fig5_eps_tightness(wildcards):
+    return fig5_runs("tightness.json")[0]
+
+
+def fig5_eps_dirs(wildcards):
+    return run_dirs(fig5_runs("metrics.json")[0])
+
+
+def fig5_slack_dirs(wildcards):
+    return run_dirs(fig5_runs("metrics.json")[1])
+
+
+def tableD5_metrics(wildcards):
+    return tableD5_runs("metrics.json")
+
+
+def tableD5_dirs(wildcards):
+    return run_dirs(tableD5_runs("metrics.json"))
+
+
+def figD1_histories(wildcards):
+    return figD1_runs("metrics.json")
+
+
+def figD1_dirs(wildcards):
+    return run_dirs(figD1_runs("metrics.json"))
+
+
+def first_output_stem(wildcards, output):
+    """The first output's path without its extension (outputs made with multiext)."""
+    return os.path.splitext(output[0])[0]
+
+
+def fig5_eps_stem(wildcards, output):
+    return os.path.splitext(output.eps[0])[0]
+
+
+def fig5_slack_stem(wildcards, output):
+    return os.path.splitext(output.slack[0])[0]

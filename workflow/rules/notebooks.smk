@@ -96,3 +96,18 @@ rule tableD8:
     input:
         expand(f"{ROOT}/tables/tableD8.{{ext}}", ext=["csv", "md", "tex"]),
         f"{ROOT}/notebooks/tableD8.html",
+
+
+rule fig5:
+    input:
+        rules.fig5_figure.output,
+
+
+rule figD1:
+    input:
+        rules.figD1_figure.output,
+
+
+rule tableD5:
+    input:
+        rules.tableD5_table.output,

@@ -115,3 +115,24 @@ rule per_seed_table:
         "{params.py} -m lipcert.reporting.tables per-seed --manifest {input.manifest} "
         "--paper {params.paper} --dataset '{params.dataset}' --scale {params.scale} "
         "--out {params.stem} > {log} 2>&1"
+
+
+rule tableD5_table:
+    input:
+        tableD5_metrics,
+    output:
+        multiext(f"{ROOT}/tables/tableD5", ".csv", ".md"),
+    log:
+        f"{LOGS}/tables/tableD5.log",
+    conda:
+        "../envs/lipcert.yaml"
+    threads: 1
+    params:
+        py=PYTHON,
+        scale=SCALE,
+        dirs=tableD5_dirs,
+        stem=first_output_stem,
+    shell:
+        "{params.py} -m lipcert.reporting.sweeps grid-table --runs {params.dirs} "
+        "--paper params/paper_tables/tableD5_eps_p_grid.csv --scale {params.scale} --out {params.stem} "
+        "> {log} 2>&1"
