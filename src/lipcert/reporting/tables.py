@@ -412,6 +412,18 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], right_
     return "\n".join(lines)
 
 
+def _latex_comments(what: str, scale: str, data_label: str | None) -> list[str]:
+    """Leading ``%`` comment lines of a LaTeX table: what it is, its scale (and caveat), the data label."""
+    comments = [f"% lipcert: {what}; scale: {scale}"]
+    caveat = scale_caveat(scale)
+    if caveat:
+        comments.append(f"% {caveat}")
+    if data_label:
+        comments.append(f"% data: {data_label}")
+    comments.append("% needs \\usepackage{booktabs}")
+    return comments
+
+
 def _latex_tabular(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
@@ -531,13 +543,7 @@ def _comparison_latex(frame: pd.DataFrame, title: str, scale: str, data_label: s
     aligned = [False] * len(KEY_COLUMNS) + [True] * len(METRICS) + [False]
     notes = [_latex_escape(line) for line in _header_lines(scale, data_label)]
     notes.append(_latex_escape("Cells: ours as mean ± sample std over seeds (paper value); – = no value."))
-    comments = [f"% lipcert: {title}, paper vs ours; scale: {scale}"]
-    caveat = scale_caveat(scale)
-    if caveat:
-        comments.append(f"% {caveat}")
-    if data_label:
-        comments.append(f"% data: {data_label}")
-    comments.append("% needs \\usepackage{booktabs}")
+    comments = _latex_comments(f"{title}, paper vs ours", scale, data_label)
     return "\n".join([*comments, _latex_tabular(header, rows, aligned, notes, rules)]) + "\n"
 
 
@@ -688,13 +694,7 @@ def _per_seed_outputs(frame: pd.DataFrame, title: str, scale: str, data_label: s
     latex_header = ["Model", "Variant", "Row", *(_LATEX_METRIC_LABELS[m] for m in metrics), "Status"]
     latex_rows = [[_latex_escape(c) for c in row] for row in rows]
     notes = [_latex_escape(line) for line in [*_header_lines(scale, data_label), "Cells: ours (paper)."]]
-    comments = [f"% lipcert: {title}, per seed, paper vs ours; scale: {scale}"]
-    caveat = scale_caveat(scale)
-    if caveat:
-        comments.append(f"% {caveat}")
-    if data_label:
-        comments.append(f"% data: {data_label}")
-    comments.append("% needs \\usepackage{booktabs}")
+    comments = _latex_comments(f"{title}, per seed, paper vs ours", scale, data_label)
     latex = "\n".join([*comments, _latex_tabular(latex_header, latex_rows, aligned, notes, rules)]) + "\n"
     return markdown, latex
 
