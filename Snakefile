@@ -30,3 +30,4 @@ rule all:
         rules.tableD5.input,
         rules.fig5.input,
         rules.figD1.input,
+        rules.figD4.input,

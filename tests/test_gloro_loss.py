@@ -150,3 +150,21 @@ def test_bad_input_raises():
         gloro_loss(logits, torch.tensor([0, 1, 2, 5]), k_body, head, eps=0.1)
     with pytest.raises(ValueError, match="logits must have shape"):
         gloro_bottom_logit(logits[:, :1], k_body, head[:1], eps=0.1)
+
+
+def test_output_scale_is_a_temperature_on_all_c_plus_1_logits():
+    """Supplement D, Fig. D4c: L_GloRo(y; h(s * f(x))) = CE(s * [y, y_bot], t), checked by hand."""
+    import math as _math
+
+    logits = torch.tensor([[1.0, -0.5, 0.25]])
+    w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    k = torch.tensor(2.0)
+    s, eps = 0.5, 0.1
+    # predicted j = 0; bottom = max(-0.5 + eps*k*||W0-W1||, 0.25 + eps*k*||W0-W2||)
+    bot = max(-0.5 + eps * 2.0 * _math.sqrt(2.0), 0.25 + eps * 2.0 * 1.0)
+    z = [s * v for v in (1.0, -0.5, 0.25, bot)]
+    expected = -(z[0] - _math.log(sum(_math.exp(v) for v in z)))
+    got = gloro_loss(logits, torch.tensor([0]), k, w, eps=eps, output_scale=s)
+    assert abs(float(got) - expected) < 1e-6
+    with pytest.raises(ValueError, match="output_scale"):
+        gloro_loss(logits, torch.tensor([0]), k, w, eps=eps, output_scale=0.0)

@@ -71,13 +71,17 @@ def test_sweep_dags_at_paper_scale():
     assert _job_counts("fig5")["train"] == 12 + 10 - 1
     assert _job_counts("tableD5")["train"] == 25  # 5 eps x 5 printed p, seed 1
     assert _job_counts("figD1")["train"] == 18  # CLL and GloRo (fixed eps), 9 seeds
+    assert _job_counts("figD4")["train"] == 6 + 5 + 4  # lambda, margin offset delta, GloRo temperature; seed 1
+    shell = _dry_run("figD4", "--printshellcmds")  # each sweep value reaches its training command
+    for override in ("loss.lam=1e-10", "loss.delta=0.3", "loss.output_scale=10", "--experiment gloro_fixed"):
+        assert override in shell, override
 
 
 def test_figD2_and_all_dag_at_paper_scale():
     assert _job_counts("figD2")["train"] == 7  # printed p in {0.75, 0.5, 0.25, 0.1, 0.01, 1e-3, 1e-4}
     # fig4, figD2, table2 (= D6, D7), table1 (= D8); shared runs are trained once: tableD5's (0.5, p 0.01) cell
     # is table 1's seed 1, fig5's CLL and GloRo at eps 0.15 are table 2's seed 1, figD1's CLL runs are table 2's
-    assert _job_counts("all")["train"] == 8 + 7 + 36 + 27 + (25 - 1) + (21 - 2) + (18 - 9)
+    assert _job_counts("all")["train"] == 8 + 7 + 36 + 27 + (25 - 1) + (21 - 2) + (18 - 9) + 15
 
 
 def test_bad_config_is_rejected_by_the_schema():
@@ -159,8 +163,8 @@ def test_image_targets_end_to_end_at_ci_scale_on_generated_cifar(ci_project, tmp
     env_before = ENV.get("LIPCERT_DATA_ROOT")
     ENV["LIPCERT_DATA_ROOT"] = str(tmp_path / "data")
     try:
-        _run([str(BIN / "snakemake"), "table2", "tableD6", "fig5", "figD1", "--cores", "2", "--resources", "gpu=2"],
-             cwd=ci_project)
+        _run([str(BIN / "snakemake"), "table2", "tableD6", "fig5", "figD1", "figD4", "--cores", "2", "--resources",
+              "gpu=2"], cwd=ci_project)
     finally:
         if env_before is None:
             ENV.pop("LIPCERT_DATA_ROOT")
@@ -180,6 +184,6 @@ def test_image_targets_end_to_end_at_ci_scale_on_generated_cifar(ci_project, tmp
     assert "scale 'ci'" in (out / "table2.md").read_text()
     assert (out / "tableD6.csv").exists() and (ci_project / "results" / "ci" / "notebooks" / "table2.html").exists()
     figures = ci_project / "results" / "ci" / "figures"
-    for stem in ("fig5_eps_sweep", "fig5_slack_sweep", "figD1"):
+    for stem in ("fig5_eps_sweep", "fig5_slack_sweep", "figD1", "figD4_lambda", "figD4_delta", "figD4_temperature"):
         assert (figures / f"{stem}.png").read_bytes()[:4] == b"\x89PNG", stem
         assert "scale 'ci'" in (figures / f"{stem}.md").read_text(), stem

@@ -48,7 +48,7 @@ class LossConfig:
     ``p`` is eq. (5)'s p (half the value printed in most of table B4 / table 1 / table D5; see
     :func:`lipcert.losses.p_from_printed`).  ``eps`` is the training margin (GloRo ramps it).
     ``lam`` weighs the K(f)^2 regulariser; ``power_iter`` is the number of power-iteration steps per
-    training step (supplement B: 5).
+    training step (supplement B: 5); ``output_scale`` is GloRo's fixed temperature s = 1/T (supplement D).
     """
 
     name: Literal["cll", "gloro", "ce"]
@@ -61,11 +61,15 @@ class LossConfig:
     detach_k: bool = True
     lam: float = 0.0
     trades_weight: ScheduleConfig | None = None
+    output_scale: float = 1.0
     power_iter: int = 5
 
     def __post_init__(self) -> None:
         check_range("loss.lam", self.lam, lo=0.0)
         check_range("loss.power_iter", self.power_iter, lo=1)
+        check_range("loss.output_scale", self.output_scale, lo=0.0, lo_inclusive=False)
+        if self.output_scale != 1.0 and self.name != "gloro":
+            raise ValueError("loss.output_scale (GloRo temperature s = 1/T, supplement D) applies only to loss 'gloro'")
         if self.delta is not None:
             check_range("loss.delta", self.delta, lo=0.0)
         if self.name in ("cll", "gloro") and self.eps is None:

@@ -99,8 +99,11 @@ def _make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optim
 
 
 def k_hf(cfg: RunConfig, k_f: float, t: int, total: int) -> float:
-    """K(h o f) as section 4.2 defines it: 1/sigma_eps(p) for CLL (with the K-scale beta), K(f) otherwise."""
+    """K(h o f) as section 4.2 defines it: 1/sigma_eps(p) for CLL (with the K-scale beta), s * K(f) for GloRo
+    with output scale s (supplement D), K(f) otherwise."""
     loss = cfg.loss
+    if loss.name == "gloro":
+        return loss.output_scale * k_f
     if loss.name != "cll":
         return k_f
     beta = loss.beta.spec().value(t, total) if loss.beta is not None else 1.0
@@ -125,7 +128,7 @@ def make_loss(cfg: RunConfig, total_iterations: int):
     if loss.name == "gloro":
         def gloro(logits, targets, k_body, head_weight, t):
             return gloro_loss(logits, targets, k_body, head_weight, eps=value(loss.eps, t),
-                              trades_weight=value(loss.trades_weight, t))
+                              trades_weight=value(loss.trades_weight, t), output_scale=loss.output_scale)
         return gloro
 
     def ce(logits, targets, k_body, head_weight, t):

@@ -1,6 +1,7 @@
 # Helpers shared by all rules: config validation, paths, per-scale overrides.
 import json
 import os
+import re
 import sys
 
 import yaml
@@ -14,8 +15,7 @@ PYTHON = sys.executable
 SCALE = config["scale"]
 ROOT = f"{config['results']}/{SCALE}"
 SCALE_CFG = config["scales"][SCALE]
-RUN = f"{ROOT}/runs/{{dataset}}/{{model}}/{{method}}/eps{{eps}}_p{{p}}/seed{{seed}}"
-RUN_LOG = "{dataset}/{model}/{method}/eps{eps}_p{p}/seed{seed}"
+RUN = f"{ROOT}/runs/{{dataset}}/{{model}}/{{method}}/eps{{eps}}_p{{p}}/{{variant}}/seed{{seed}}"
 LOGS = f"{ROOT}/logs"
 BENCH = f"{ROOT}/benchmarks"
 
@@ -27,6 +27,7 @@ wildcard_constraints:
     eps=r"[0-9.]+",
     p=r"default|[0-9.e-]+",
     seed=r"\d+",
+    variant=r"base|(lam|delta|output_scale)[0-9.e+-]+",
 
 
 def scale_sets(family):
@@ -52,12 +53,19 @@ def train_sets(wildcards):
                 f"method {wildcards.method} has no p axis in params/{wildcards.dataset}.yaml"
             )
         sets += [t.format(wildcards.p) for t in templates["p"]]
+    if (
+        wildcards.variant != "base"
+    ):  # one-parameter sweeps (Fig. D4): lam<v>, delta<v>, output_scale<v>
+        key, value = re.fullmatch(
+            r"(lam|delta|output_scale)(.+)", wildcards.variant
+        ).groups()
+        sets.append(f"loss.{key}={value}")
     return scale_sets(wildcards.dataset) + " " + " ".join(f"--set '{s}'" for s in sets)
 
 
-def run_file(name, dataset, model, method, eps, p="default", seed=0):
-    """Path of one file of one run directory."""
-    return f"{ROOT}/runs/{dataset}/{model}/{method}/eps{eps}_p{p}/seed{seed}/{name}"
+def run_file(name, dataset, model, method, eps, p="default", seed=0, variant="base"):
+    """Path of one file of one run directory (`variant`: base, or a one-parameter sweep value)."""
+    return f"{ROOT}/runs/{dataset}/{model}/{method}/eps{eps}_p{p}/{variant}/seed{seed}/{name}"
 
 
 def p_eq5(p_printed):
@@ -285,3 +293,43 @@ def fig5_eps_stem(wildcards, output):
 
 def fig5_slack_stem(wildcards, output):
     return os.path.splitext(output.slack[0])[0]
+
+
+def figD4_runs(sweep, name="metrics.json"):
+    """Files `name` of one Fig. D4 sweep: `lam` or `delta` (CLL) or `output_scale` (GloRo temperature)."""
+    spec = config["figD4"]
+    method, p = (
+        ("gloro_fixed", "default")
+        if sweep == "output_scale"
+        else ("cll", f"{spec['p']:g}")
+    )
+    return [
+        run_file(
+            name,
+            spec["data"],
+            spec["model"],
+            method,
+            f"{spec['eps']:g}",
+            p,
+            s,
+            f"{sweep}{v:g}",
+        )
+        for v in spec[sweep]
+        for s in spec["seeds"]
+    ]
+
+
+def figD4_all_runs(wildcards):
+    return [f for sweep in ("lam", "delta", "output_scale") for f in figD4_runs(sweep)]
+
+
+def figD4_dirs(sweep):
+    def dirs(wildcards):
+        return run_dirs(figD4_runs(sweep))
+
+    return dirs
+
+
+def figD4_stem(wildcards, output):
+    """The common prefix of the Fig. D4 outputs (`<figures>/figD4`)."""
+    return os.path.join(os.path.dirname(output[0]), "figD4")

@@ -88,3 +88,31 @@ rule figD1_figure:
     shell:
         "{params.py} -m lipcert.reporting.sweeps curves --runs {params.dirs} --scale {params.scale} "
         "--out {params.stem} > {log} 2>&1"
+
+
+rule figD4_figure:
+    input:
+        figD4_all_runs,
+    output:
+        multiext(f"{ROOT}/figures/figD4_lambda", ".csv", ".md", ".png", ".pdf"),
+        multiext(f"{ROOT}/figures/figD4_delta", ".csv", ".md", ".png", ".pdf"),
+        multiext(f"{ROOT}/figures/figD4_temperature", ".csv", ".md", ".png", ".pdf"),
+    log:
+        f"{LOGS}/figures/figD4.log",
+    conda:
+        "../envs/lipcert.yaml"
+    threads: 1
+    params:
+        py=PYTHON,
+        scale=SCALE,
+        lam_dirs=figD4_dirs("lam"),
+        delta_dirs=figD4_dirs("delta"),
+        scale_dirs=figD4_dirs("output_scale"),
+        stem=figD4_stem,
+    shell:
+        "({params.py} -m lipcert.reporting.sweeps param-sweep --runs {params.lam_dirs} --param loss.lam "
+        "--scale {params.scale} --out {params.stem}_lambda && "
+        "{params.py} -m lipcert.reporting.sweeps param-sweep --runs {params.delta_dirs} --param loss.delta "
+        "--scale {params.scale} --out {params.stem}_delta && "
+        "{params.py} -m lipcert.reporting.sweeps param-sweep --runs {params.scale_dirs} "
+        "--param loss.output_scale --scale {params.scale} --out {params.stem}_temperature) > {log} 2>&1"

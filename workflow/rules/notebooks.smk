@@ -111,3 +111,8 @@ rule figD1:
 rule tableD5:
     input:
         rules.tableD5_table.output,
+
+
+rule figD4:
+    input:
+        rules.figD4_figure.output,

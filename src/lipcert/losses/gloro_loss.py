@@ -66,8 +66,12 @@ def gloro_loss(
     *,
     eps: float,
     trades_weight: float | None = None,
+    output_scale: float = 1.0,
 ) -> torch.Tensor:
     """GloRo loss (Leino et al. 2021), optionally in its TRADES form.
+
+    ``output_scale`` is the fixed temperature s = 1/T of CLL supplement D ("Comparison to fixed temperature
+    scaling", Fig. D4c): the loss is evaluated on s * [y, y_bot] (and s * y for the TRADES terms).
 
     ``trades_weight=None`` (plain GloRo): mean over the batch of CE([y, y_bot], t), the
     cross-entropy over the C + 1 logits with the true label t.
@@ -83,8 +87,12 @@ def gloro_loss(
     ``eps`` >= 0 is the certification radius (GloRo ramps it from 0); k_body keeps its gradient.
     """
     _check_inputs(logits, targets, k_body, head_weight)
+    output_scale = float(output_scale)
+    if not math.isfinite(output_scale) or output_scale <= 0.0:
+        raise ValueError(f"output_scale (s = 1/T) must be a finite number > 0, got {output_scale!r}")
     bottom = gloro_bottom_logit(logits, k_body, head_weight, eps=eps)
-    extended = torch.cat([logits, bottom[:, None]], dim=1)
+    extended = output_scale * torch.cat([logits, bottom[:, None]], dim=1)
+    logits = output_scale * logits
     if trades_weight is None:
         return F.cross_entropy(extended, targets)
     trades_weight = float(trades_weight)
