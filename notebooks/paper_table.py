@@ -12,9 +12,9 @@
 # ---
 
 # %% [markdown]
-# # Paper table: ours next to the paper's numbers
-# Rendered per table target (`snakemake table2`, ...) with papermill. Rows whose method is not implemented
-# show the paper's values marked "paper value, not reproduced".
+# # Paper table or sweep: ours next to the paper's numbers
+# Rendered per target (`snakemake table2`, `snakemake fig5`, ...) with papermill from the target's CSV. Rows
+# whose method is not implemented show the paper's values marked "paper value, not reproduced".
 
 # %% tags=["parameters"]
 target = "table2"

@@ -187,3 +187,4 @@ def test_image_targets_end_to_end_at_ci_scale_on_generated_cifar(ci_project, tmp
     for stem in ("fig5_eps_sweep", "fig5_slack_sweep", "figD1", "figD4_lambda", "figD4_delta", "figD4_temperature"):
         assert (figures / f"{stem}.png").read_bytes()[:4] == b"\x89PNG", stem
         assert "scale 'ci'" in (figures / f"{stem}.md").read_text(), stem
+        assert (ci_project / "results" / "ci" / "notebooks" / f"{stem}.html").stat().st_size > 0, stem

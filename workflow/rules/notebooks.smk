@@ -55,7 +55,7 @@ rule render_table_notebook:
     log:
         f"{LOGS}/notebooks/{{tablename}}.log",
     wildcard_constraints:
-        tablename="table1|table2|tableD6|tableD7|tableD8",
+        tablename="table1|table2|tableD5|tableD6|tableD7|tableD8",
     conda:
         "../envs/lipcert.yaml"
     threads: 1
@@ -101,18 +101,49 @@ rule tableD8:
 rule fig5:
     input:
         rules.fig5_figure.output,
+        f"{ROOT}/notebooks/fig5_eps_sweep.html",
+        f"{ROOT}/notebooks/fig5_slack_sweep.html",
 
 
 rule figD1:
     input:
         rules.figD1_figure.output,
+        f"{ROOT}/notebooks/figD1.html",
 
 
 rule tableD5:
     input:
         rules.tableD5_table.output,
+        f"{ROOT}/notebooks/tableD5.html",
 
 
 rule figD4:
     input:
         rules.figD4_figure.output,
+        expand(
+            f"{ROOT}/notebooks/figD4_{{sweep}}.html",
+            sweep=["lambda", "delta", "temperature"],
+        ),
+
+
+rule render_figure_notebook:
+    input:
+        notebook="notebooks/paper_table.py",
+        table=f"{ROOT}/figures/{{figname}}.csv",
+    output:
+        ipynb=f"{ROOT}/notebooks/{{figname}}.ipynb",
+        html=f"{ROOT}/notebooks/{{figname}}.html",
+    log:
+        f"{LOGS}/notebooks/{{figname}}.log",
+    wildcard_constraints:
+        figname="fig5_eps_sweep|fig5_slack_sweep|figD1|figD4_lambda|figD4_delta|figD4_temperature",
+    conda:
+        "../envs/lipcert.yaml"
+    threads: 1
+    params:
+        py=PYTHON,
+        scale=SCALE,
+    shell:
+        "{params.py} -m lipcert.reporting.render_notebook --notebook {input.notebook} "
+        "--out-ipynb {output.ipynb} --out-html {output.html} "
+        "-p target {wildcards.figname} -p table_csv {input.table} -p scale {params.scale} > {log} 2>&1"
