@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +22,8 @@ import yaml
 from torch import nn
 
 from .activations import MinMax
-from .bounds import pairwise_constants, per_logit_constants, product
-from .power_iteration import LayerConvergence, SpectralConv2d, SpectralLinear
+from .classifier import ConvergenceReport, LipschitzClassifier
+from .power_iteration import SpectralConv2d, SpectralLinear
 
 __all__ = [
     "ArchitectureSpec",
@@ -75,16 +74,27 @@ def parse_layer(text: str) -> ConvSpec | DenseSpec:
 
 @dataclass(frozen=True)
 class ArchitectureSpec:
-    """A validated architecture: input shape (without batch) and table-B2 layers."""
+    """A validated architecture: input shape (without batch) and either table-B2 layers or a family.
+
+    ``family`` is ``"layers"`` for the table-B2 layer strings (4C3F, 6C2F, 8C2F, two-moons MLP); the
+    1-Lipschitz families (``lipconvnet``, ``cpl``, ``sll``, ``sandwich``) are built by their builders in
+    :mod:`lipcert.one_lipschitz_nets` from ``options`` and ``classes``.
+    """
 
     name: str
     input_shape: tuple[int, ...]
-    layers: tuple[ConvSpec | DenseSpec, ...]
+    layers: tuple[ConvSpec | DenseSpec, ...] = ()
     reference: str = ""
+    family: str = "layers"
+    options: tuple[tuple[str, object], ...] = ()
+    classes: int = 0
 
     @classmethod
     def from_dict(cls, name: str, data: dict, where: str = "architectures") -> "ArchitectureSpec":
-        allowed = {"input_shape", "layers", "reference"}
+        family = data.get("family", "layers") if isinstance(data, dict) else "layers"
+        if family != "layers":
+            return cls._family_from_dict(name, data, where)
+        allowed = {"input_shape", "layers", "reference", "family"}
         if not isinstance(data, dict):
             raise ValueError(f"{where}: {name}: expected a mapping with keys {sorted(allowed)}")
         unknown = set(data) - allowed
@@ -93,9 +103,7 @@ class ArchitectureSpec:
         for key in ("input_shape", "layers"):
             if key not in data:
                 raise ValueError(f"{where}: {name}: missing key {key!r}")
-        shape = tuple(int(v) for v in data["input_shape"])
-        if len(shape) not in (1, 3) or min(shape) < 1:
-            raise ValueError(f"{where}: {name}: input_shape must be [features] or [C, H, W], got {list(shape)}")
+        shape = _input_shape(name, data, where)
         raw = data["layers"]
         tokens = raw.split() if isinstance(raw, str) else list(raw)
         layers = tuple(parse_layer(t) for t in tokens)
@@ -113,9 +121,39 @@ class ArchitectureSpec:
             raise ValueError(f"{where}: {name}: the classifier needs at least 2 outputs")
         return cls(name=name, input_shape=shape, layers=layers, reference=str(data.get("reference", "")))
 
+    @classmethod
+    def _family_from_dict(cls, name: str, data: dict, where: str) -> "ArchitectureSpec":
+        family = data["family"]
+        if family not in FAMILY_BUILDERS:
+            raise ValueError(f"{where}: {name}: unknown family {family!r}; known: {sorted(FAMILY_BUILDERS)} or 'layers'")
+        allowed = {"input_shape", "classes", "options", "reference", "family"}
+        unknown = set(data) - allowed
+        if unknown:
+            raise ValueError(f"{where}: {name}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        for key in ("input_shape", "classes"):
+            if key not in data:
+                raise ValueError(f"{where}: {name}: missing key {key!r}")
+        options = data.get("options") or {}
+        if not isinstance(options, dict):
+            raise ValueError(f"{where}: {name}: options must be a mapping, got {options!r}")
+        classes = int(data["classes"])
+        if classes < 2:
+            raise ValueError(f"{where}: {name}: the classifier needs at least 2 outputs")
+        return cls(name=name, input_shape=_input_shape(name, data, where), reference=str(data.get("reference", "")),
+                   family=family, options=tuple(sorted(options.items())), classes=classes)
+
     @property
     def num_classes(self) -> int:
+        if self.family != "layers":
+            return self.classes
         return self.layers[-1].features  # type: ignore[union-attr]
+
+
+def _input_shape(name: str, data: dict, where: str) -> tuple[int, ...]:
+    shape = tuple(int(v) for v in data["input_shape"])
+    if len(shape) not in (1, 3) or min(shape) < 1:
+        raise ValueError(f"{where}: {name}: input_shape must be [features] or [C, H, W], got {list(shape)}")
+    return shape
 
 
 def default_architectures_path() -> Path:
@@ -134,107 +172,36 @@ def load_architectures(path: str | os.PathLike | None = None) -> dict[str, Archi
     return {name: ArchitectureSpec.from_dict(name, spec, where=str(p)) for name, spec in data.items()}
 
 
-@dataclass(frozen=True)
-class ConvergenceReport:
-    """Result of :meth:`LipschitzClassifier.converge` (float64)."""
-
-    layers: tuple[LayerConvergence, ...]
-    k_body: float
-    k_global: float
-    tol: float
-    seconds: float
-
-    @property
-    def iterations(self) -> int:
-        """Total power-iteration steps over all layers."""
-        return sum(layer.iterations for layer in self.layers)
-
-    @property
-    def converged(self) -> bool:
-        return all(layer.converged for layer in self.layers)
-
-
-class LipschitzClassifier(nn.Module):
-    """``f = head o body`` with tracked per-layer spectral norms.
-
-    Training uses :meth:`body_lipschitz` (few differentiable power-iteration steps); evaluation and
-    certification use :meth:`converge` and the frozen float64 values of :meth:`pairwise_lipschitz`.
-    """
-
-    def __init__(self, body: nn.Sequential, head: nn.Linear, input_shape: tuple[int, ...], name: str = "") -> None:
-        super().__init__()
-        self.body = body
-        self.head = head
-        self.input_shape = tuple(input_shape)
-        self.name = name
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
-
-    def spectral_layers(self) -> list[SpectralConv2d | SpectralLinear]:
-        """The layers of the body whose norms enter K_body, in order."""
-        return [m for m in self.body if isinstance(m, (SpectralConv2d, SpectralLinear))]
-
-    # --- training-time bound ------------------------------------------------------------------
-    def body_lipschitz(self, n_iter: int = 5, update: bool = True, grad_through_iterates: bool = True) -> torch.Tensor:
-        """K_body from ``n_iter`` warm-started power-iteration steps per layer, differentiable.
-
-        A (slightly low) training-time estimate; the lambda*K^2 term and GloRo backpropagate through it.
-        """
-        return product([layer.power_sigma(n_iter, update, grad_through_iterates) for layer in self.spectral_layers()])
-
-    # --- converged bound ----------------------------------------------------------------------
-    def converge(self, tol: float = 1e-9, max_iter: int = 100_000, method: str = "lanczos",
-                 block_size: int = 4) -> ConvergenceReport:
-        """Converge every layer in float64 so that the global bound's relative error is below ``tol``.
-
-        Each of the L layers is iterated to an estimated relative error below tol / L, which bounds the
-        relative error of the product by tol (``method``: Lanczos or block power iteration, see
-        :meth:`SpectralLinear.converge_sigma`).  Afterwards the norms are frozen for evaluation.
-        """
-        start = time.perf_counter()
-        layers = self.spectral_layers()
-        per_layer_tol = tol / max(1, len(layers))
-        results = tuple(layer.converge_sigma(per_layer_tol, max_iter, method, block_size) for layer in layers)
-        k_body = math.prod(r.sigma for r in results)
-        k_global = k_body * float(self._head_pairwise().max()) if k_body > 0 else 0.0
-        return ConvergenceReport(results, k_body, k_global, tol, time.perf_counter() - start)
-
-    def converged_body_lipschitz(self) -> torch.Tensor:
-        """Frozen float64 K_body from the last :meth:`converge` (raises if stale or missing)."""
-        return product([layer.converged_sigma() for layer in self.spectral_layers()]).to(torch.float64)
-
-    def _head_pairwise(self) -> torch.Tensor:
-        return pairwise_constants(torch.ones((), dtype=torch.float64), self.head.weight.detach().to(torch.float64))
-
-    @torch.no_grad()
-    def pairwise_lipschitz(self) -> torch.Tensor:
-        """(C, C) float64 matrix K_ij = K_body * ||W_i - W_j|| from the converged bound (eq. (18))."""
-        return pairwise_constants(self.converged_body_lipschitz(), self.head.weight.detach().to(torch.float64))
-
-    @torch.no_grad()
-    def logit_lipschitz(self) -> torch.Tensor:
-        """(C,) float64 per-logit constants K_body * ||W_i|| from the converged bound."""
-        return per_logit_constants(self.converged_body_lipschitz(), self.head.weight.detach().to(torch.float64))
-
-    def global_lipschitz(self) -> float:
-        """K(f) = max_ij K_ij from the converged bound."""
-        return float(self.pairwise_lipschitz().max())
-
-
 def _kaiming_(layer: nn.Module, generator: torch.Generator) -> None:
     nn.init.kaiming_normal_(layer.weight, generator=generator)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
 
 
-def build_from_spec(spec: ArchitectureSpec, seed: int = 0) -> LipschitzClassifier:
+HEADS = ("linear", "lln")
+
+# family name -> builder(input_shape, num_classes, generator, head, **options) -> LipschitzClassifier
+FAMILY_BUILDERS: dict = {}
+
+
+def build_from_spec(spec: ArchitectureSpec, seed: int = 0, head: str = "linear") -> LipschitzClassifier:
     """Instantiate ``spec`` with Kaiming-normal weights, zero biases and random power-iteration vectors.
 
     Everything random is drawn from a generator seeded with ``seed``; torch's default initialisation in
-    the layer constructors runs under a forked RNG, so the global RNG is left untouched.
+    the layer constructors runs under a forked RNG, so the global RNG is left untouched.  ``head`` is the
+    last layer: ``"linear"`` (unconstrained, as CLL uses on every model, supplement B) or ``"lln"``
+    (last-layer normalisation, as SOC/SLL use with their own losses; 1-Lipschitz families only).
     """
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
     with torch.random.fork_rng(devices=[]):
+        if spec.family != "layers":
+            g = torch.Generator().manual_seed(int(seed))
+            model = FAMILY_BUILDERS[spec.family](spec.input_shape, spec.num_classes, g, head, **dict(spec.options))
+            model.name = spec.name
+            return model
+        if head != "linear":
+            raise ValueError(f"{spec.name}: head {head!r} is only available for the 1-Lipschitz families")
         return _build(spec, seed)
 
 
@@ -271,9 +238,10 @@ def _build(spec: ArchitectureSpec, seed: int) -> LipschitzClassifier:
     return LipschitzClassifier(nn.Sequential(*body), head, spec.input_shape, name=spec.name)
 
 
-def build_model(name: str, seed: int = 0, architectures: str | os.PathLike | None = None) -> LipschitzClassifier:
+def build_model(name: str, seed: int = 0, architectures: str | os.PathLike | None = None,
+                head: str = "linear") -> LipschitzClassifier:
     """Build the named architecture from ``params/architectures.yaml`` (or the given file)."""
     specs = load_architectures(architectures)
     if name not in specs:
         raise ValueError(f"unknown architecture {name!r}; available: {sorted(specs)}")
-    return build_from_spec(specs[name], seed=seed)
+    return build_from_spec(specs[name], seed=seed, head=head)

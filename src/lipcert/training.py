@@ -226,7 +226,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
                     xb = data.augment(xb, aug_gen)
                 logits = model(xb)
                 k_body = model.body_lipschitz(cfg.loss.power_iter) if needs_bound else torch.ones((), device=device)
-                loss = loss_fn(logits, yb, k_body, model.head.weight, iteration)
+                loss = loss_fn(logits, yb, k_body, model.head_weight(), iteration)
                 loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     raise NonFiniteLossError(f"non-finite loss ({loss_value}) at epoch {epoch + 1}, "
