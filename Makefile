@@ -10,7 +10,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: venv demo test test-fast lint bench ui clean-venv
+.PHONY: venv demo test test-fast lint bench ui clean-venv cifar10-jpeg
 
 venv: $(STAMP)
 
@@ -43,6 +43,13 @@ bench: $(STAMP)
 SCALE ?= paper
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///results/$(SCALE)/mlflow.db --host 127.0.0.1 --port 5000
+
+# The real CIFAR-10 (JPEG export) of the shared data folder, extracted once (md5-checked, atomic) into the
+# git-ignored data_cache/; use it with LIPCERT_DATA_ROOT=$(CURDIR)/data_cache (README, "Image data").
+CIFAR10_JPEG_TAR ?= ../shared/data/cifar-10-jpg/CIFAR-10-images.tar.gz
+CIFAR10_JPEG_MD5 ?= 85831f2b9a6b0de08b6d8fd7386ffa93
+cifar10-jpeg: $(STAMP)
+	$(BIN)/python -m lipcert extract-archive $(CIFAR10_JPEG_TAR) data_cache/cifar10 --md5 $(CIFAR10_JPEG_MD5)
 
 clean-venv:
 	rm -rf $(VENV)

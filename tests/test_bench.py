@@ -10,6 +10,7 @@ import yaml
 from lipcert.bench import (
     authors_style_convergence,
     benchmark_converge,
+    benchmark_loading,
     benchmark_loss,
     benchmark_overhead,
     benchmark_tightness,
@@ -84,6 +85,15 @@ def test_overhead_and_loss_return_positive_times_and_consistent_ratios():
         benchmark_overhead(tiny_conv, steps=0)
 
 
+def test_loading_reports_consistent_rates_and_fraction():
+    r = benchmark_loading(tiny_conv, label="tiny", n_images=50, batch_size=8, pad=2, warmup=1, steps=3)
+    assert r["loading_images_per_second"] == pytest.approx(8 / r["loading_s_per_batch"])
+    assert r["train_images_per_second"] == pytest.approx(8 / r["train_step_s_per_batch"])
+    assert r["fraction"] == pytest.approx(r["loading_s_per_batch"] / r["train_step_s_per_batch"])
+    with pytest.raises(ValueError, match="needs an image model"):
+        benchmark_loading(lambda: build_from_spec(ArchitectureSpec.from_dict("mlp", TINY_MLP)), steps=1)
+
+
 def test_tightness_reports_pair_steps_and_a_ratio_below_one():
     g = torch.Generator().manual_seed(0)
     x1, x2 = torch.rand((5, 3, 12, 12), generator=g), torch.rand((5, 3, 12, 12), generator=g)
@@ -103,7 +113,8 @@ def test_cli_all_on_tiny_architectures_prints_one_json_line_per_result(tmp_path,
     kinds = [(r["benchmark"], r.get("model")) for r in records]
     assert kinds == [("header", None), ("converge", "4C3F"), ("converge", "6C2F"), ("converge", "8C2F"),
                      ("overhead", "4C3F"), ("overhead", "6C2F"), ("loss", "4C3F"),
-                     ("tightness", "4C3F"), ("tightness", "two_moons")]
+                     ("tightness", "4C3F"), ("tightness", "two_moons"),
+                     ("loading", "4C3F"), ("loading", "6C2F"), ("loading", "8C2F")]
     by_model = {r["model"]: r for r in records if r["benchmark"] == "converge"}
     assert set(by_model["4C3F"]["methods"]) == {"lanczos", "block_power"}
     assert set(by_model["8C2F"]["methods"]) == {"lanczos"} and by_model["8C2F"]["skipped_methods"] == ["block_power"]

@@ -344,3 +344,20 @@ def test_per_seed_table_appends_our_rows_missing_from_the_paper_and_flags_ambigu
         per_seed_table(two, other, "ci", tmp_path / "o")
     frame = per_seed_table(two, other, "ci", tmp_path / "o", dataset="CIFAR-100")
     assert frame[frame["model"] == "4C3F"].set_index("row").loc["1", "clean_ours"] == 50.0
+
+
+def test_data_label_defaults_to_the_labels_the_runs_recorded(tmp_path: Path) -> None:
+    runs = three_seed_runs(tmp_path / "cll")
+    for run in runs:  # training writes the data label as the top-level "data" of metrics.json
+        path = Path(run) / "metrics.json"
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "data": "CIFAR-10 (JPEG export)"}))
+    manifest = [{"dataset": "CIFAR-10", "method": "CLL", "model": "4C3F", "variant": "", "runs": runs}]
+    frame = write_table(manifest, TABLE2, "quick", tmp_path / "q" / "table2")
+    assert set(frame["data_label"]) == {"CIFAR-10 (JPEG export)"}
+    assert "Data: CIFAR-10 (JPEG export)." in (tmp_path / "q" / "table2.md").read_text()
+    # an explicit label wins; runs without a label give none
+    assert set(write_table(manifest, TABLE2, "quick", tmp_path / "x" / "t", data_label="mine")["data_label"]) == {"mine"}
+    bare = three_seed_runs(tmp_path / "bare")
+    frame = write_table([{**manifest[0], "runs": bare}], TABLE2, "quick", tmp_path / "b" / "table2")
+    assert set(frame["data_label"]) == {""}

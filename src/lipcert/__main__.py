@@ -158,6 +158,15 @@ def cmd_prepare_data(args) -> int:
     return 0
 
 
+def cmd_extract_archive(args) -> int:
+    """Verify a dataset archive's checksum and extract it atomically (e.g. the CIFAR-10 JPEG export)."""
+    from .data.archive import extract_archive
+
+    dest = extract_archive(args.archive, args.dest, md5=args.md5, sha256=args.sha256)
+    print(f"{dest}: extracted from {args.archive}")
+    return 0
+
+
 def cmd_mlflow_init(args) -> int:
     """Create the MLflow store once, before parallel jobs (concurrent first creation races)."""
     from .tracking import default_tracking_uri, init_tracking
@@ -249,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     pd.add_argument("--out", required=True)
     pd.set_defaults(func=cmd_prepare_data)
+
+    ea = sub.add_parser("extract-archive", help="verify a dataset archive's checksum and extract it atomically")
+    ea.add_argument("archive")
+    ea.add_argument("dest", help="folder to create (e.g. data_cache/cifar10); the archive's single root is stripped")
+    ea.add_argument("--md5", default=None)
+    ea.add_argument("--sha256", default=None)
+    ea.set_defaults(func=cmd_extract_archive)
 
     mi = sub.add_parser("mlflow-init", help="create the MLflow sqlite store once")
     mi.add_argument("--results-dir", default="results")

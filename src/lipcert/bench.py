@@ -11,6 +11,9 @@ readable table and one JSON line (prefixed ``JSON``) per result; docs/benchmarks
 * ``loss``: training throughput of multinomial CLL (supplement Definition 2, main eq. (3)) against plain
   cross-entropy without any bound computation.
 * ``tightness``: pair-steps per second of the lower-bound attack of supplement C, eq. (19).
+* ``loading``: images per second of the data path alone (uint8 dataset in memory, batch indexing, conversion
+  to [0, 1], the supplement-B augmentation) against a 4C3F CLL training step; loading must cost under 10 % of
+  a step.
 
 Each benchmark is a plain function that takes a zero-argument model factory (so tests can pass tiny
 models) and returns a JSON-serialisable dict.  Timings are wall-clock seconds from ``time.perf_counter``.
@@ -32,6 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from lipcert.bounds import pairwise_row_distances
+from lipcert.data.augment import make_augment
+from lipcert.data.tensor_data import as_model_input
 from lipcert.data.two_moons import make_two_moons
 from lipcert.losses import calibrated_loss, cross_entropy_loss
 from lipcert.models import LipschitzClassifier, build_model, load_architectures
@@ -51,11 +56,12 @@ __all__ = [
 ModelFactory = Callable[[], LipschitzClassifier]
 
 CONVERGE_METHODS = ("lanczos", "block_power")
-BENCHMARKS = ("converge", "overhead", "loss", "tightness")
+BENCHMARKS = ("converge", "overhead", "loss", "tightness", "loading")
 DEFAULT_MODELS = {
     "converge": ("4C3F", "6C2F", "8C2F"),
     "overhead": ("4C3F", "6C2F"),
     "loss": ("4C3F",),
+    "loading": ("4C3F", "6C2F", "8C2F"),
 }
 # Block power iteration on 8C2F needs more than 10 minutes on 2 CPU threads (clustered top singular
 # values of the 64x64 convolutions); it is skipped there unless --block-power-all is given.
@@ -319,6 +325,62 @@ def benchmark_loss(make_model: ModelFactory, *, label: str = "", batch_size: int
     }
 
 
+# --- data loading --------------------------------------------------------------------------------------
+
+def benchmark_loading(make_model: ModelFactory, *, label: str = "", n_images: int = 50_000, batch_size: int = 128,
+                      pad: int = 4, warmup: int = 3, steps: int = 10, eps: float = 0.15, p: float = 0.15,
+                      lam: float = 1e-4, seed: int = 0) -> dict:
+    """Seconds per batch of the loading path alone against one CLL training step, interleaved.
+
+    Loading is what :func:`lipcert.training.train_run` does per batch: index a random batch of the whole
+    uint8 training set held in memory (``n_images`` images of the model's input shape), convert it to [0, 1]
+    (:func:`~lipcert.data.tensor_data.as_model_input`) and apply the batched augmentation of supplement B
+    (crop with ``pad``, flip, colour jitter 0.25, rotation 2 degrees).  The training step is a CLL step
+    (supplement Definition 2, pairwise, plus lam * K(f)^2) with 5 power-iteration steps.  Pixel values do not
+    change the cost, so the images are random.  ``fraction`` = loading time / training-step time.
+    """
+    _check_positive_int("n_images", n_images)
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("steps", steps)
+    model = make_model()
+    shape = model.input_shape
+    if len(shape) != 3:
+        raise ValueError(f"loading benchmark needs an image model, {label or 'model'} has input shape {shape}")
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n_images, *shape), generator=g, dtype=torch.uint8)
+    augment = make_augment(shape[-1], pad)
+    aug_gen = torch.Generator().manual_seed(seed + 1)
+    holder: dict[str, torch.Tensor] = {}
+
+    def load() -> None:
+        idx = torch.randperm(n_images, generator=g)[:batch_size]
+        holder["x"] = augment(as_model_input(images[idx]), aug_gen)
+
+    x, y = _random_batch(model, batch_size, seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def cll_of(logits: torch.Tensor) -> torch.Tensor:
+        return calibrated_loss(logits, y, model.body_lipschitz(n_iter=5), model.head_weight(), eps=eps, p=p,
+                               lam=lam, normalisation="pairwise")
+
+    times = _interleaved_step_times({"loading": load, "train_step": _training_step(model, optimizer, cll_of, x)},
+                                    warmup, steps)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {
+        "benchmark": "loading",
+        "model": label,
+        "n_images": n_images,
+        "batch_size": batch_size,
+        "timed_steps": steps,
+        "warmup_steps": warmup,
+        "loading_s_per_batch": medians["loading"],
+        "train_step_s_per_batch": medians["train_step"],
+        "loading_images_per_second": batch_size / medians["loading"],
+        "train_images_per_second": batch_size / medians["train_step"],
+        "fraction": medians["loading"] / medians["train_step"],
+    }
+
+
 # --- tightness ---------------------------------------------------------------------------------------
 
 def benchmark_tightness(make_model: ModelFactory, x1: torch.Tensor, x2: torch.Tensor, *, label: str = "",
@@ -376,6 +438,11 @@ def _format_row(r: dict) -> list[str]:
         return [f"loss {r['model']}: CLL {r['cll_images_per_second']:.1f} img/s, cross-entropy "
                 f"{r['cross_entropy_images_per_second']:.1f} img/s, ratio {r['ratio']:.3f}  "
                 f"(batch {r['batch_size']}, median of {r['timed_steps']})"]
+    if r["benchmark"] == "loading":
+        return [f"loading {r['model']}: data path {r['loading_images_per_second']:.0f} img/s "
+                f"({1000 * r['loading_s_per_batch']:.2f} ms/batch), CLL training step "
+                f"{r['train_images_per_second']:.0f} img/s ({1000 * r['train_step_s_per_batch']:.1f} ms/batch), "
+                f"loading = {100 * r['fraction']:.1f} % of a step  (batch {r['batch_size']}, median of {r['timed_steps']})"]
     if r["benchmark"] == "tightness":
         return [f"tightness {r['model']}: {r['n_pairs']} pairs x {r['steps']} steps in {r['elapsed_s']:.2f} s = "
                 f"{r['pair_steps_per_second']:.1f} pair-steps/s"]
@@ -437,7 +504,14 @@ def _run_tightness(args: argparse.Namespace) -> None:
                               steps=args.moons_steps, domain=None))
 
 
-RUNNERS = {"converge": _run_converge, "overhead": _run_overhead, "loss": _run_loss, "tightness": _run_tightness}
+def _run_loading(args: argparse.Namespace) -> None:
+    for name in args.models or DEFAULT_MODELS["loading"]:
+        _emit(benchmark_loading(_factory(name, args.seed), label=name, batch_size=args.batch_size,
+                                warmup=args.warmup, steps=args.repeats))
+
+
+RUNNERS = {"converge": _run_converge, "overhead": _run_overhead, "loss": _run_loss, "tightness": _run_tightness,
+           "loading": _run_loading}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -214,6 +214,7 @@ class RunMetrics:
     run_dir: Path
     seed: int
     values: Mapping[str, float]
+    data_label: str = ""
 
 
 def _number(value: Any, where: str) -> float:
@@ -265,7 +266,14 @@ def read_run_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
                 "K_lobo / K(f) (a value above 1 means the lower bound exceeds the certified bound)"
             )
         values["tightness"] = 100.0 * fraction
-    return RunMetrics(root, seed, values)
+    label = record.get("data", "")
+    return RunMetrics(root, seed, values, label if isinstance(label, str) else "")
+
+
+def _run_data_label(rows: Sequence[ManifestRow]) -> str | None:
+    """The data label(s) the runs recorded (e.g. "CIFAR-10 (JPEG export)"), or None when none did."""
+    labels = sorted({run.data_label for row in rows for run in _read_runs(row.runs) if run.data_label})
+    return "; ".join(labels) or None
 
 
 def _read_runs(run_dirs: Iterable[str | os.PathLike[str]]) -> list[RunMetrics]:
@@ -570,6 +578,7 @@ def write_table(
     rows = read_manifest(manifest)
     paper = read_paper_table(paper_csv)
     title = title or Path(paper_csv).stem
+    data_label = data_label or _run_data_label(rows)
     frame = _comparison_frame(rows, paper, scale, data_label)
     markdown = _comparison_markdown(frame, title, scale, data_label)
     latex = _comparison_latex(frame, title, scale, data_label)
@@ -734,6 +743,7 @@ def per_seed_table(
         blocks[(row.model, row.variant)] = row
     metrics = [m for m in METRICS if m in set(paper["metric"])]
     title = title or Path(paper_seeds_csv).stem
+    data_label = data_label or _run_data_label(list(blocks.values()))
     frame = _per_seed_frame(list(blocks.values()), paper, scale, data_label, metrics)
     markdown, latex = _per_seed_outputs(frame, title, scale, data_label, metrics)
     _write_outputs(out_stem, frame, markdown, latex)
@@ -766,7 +776,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--paper", required=True, help="paper table CSV from params/paper_tables")
         sub.add_argument("--scale", required=True, choices=SCALES)
         sub.add_argument("--out", required=True, help="output stem; writes STEM.csv, STEM.md, STEM.tex")
-        sub.add_argument("--data-label", default=None, help='e.g. "CIFAR-10 (JPEG export)"')
+        sub.add_argument("--data-label", default=None,
+                         help='e.g. "CIFAR-10 (JPEG export)" (default: the labels the runs recorded)')
         sub.add_argument("--title", default=None)
         if name == "per-seed":
             sub.add_argument("--dataset", default=None,
