@@ -134,3 +134,19 @@ def test_schedule_spec_rejects_bad_horizon():
         ScheduleSpec("constant", 1.0, 1.0).value(0, 0)
     with pytest.raises(ValueError, match="mapping"):
         ScheduleSpec.from_dict([("kind", "linear")])  # type: ignore[arg-type]
+
+
+def test_triangular_lr_hits_its_knots_and_interpolates_linearly():
+    from lipcert.schedules import TRIANGULAR_KNOTS, piecewise_linear_lr
+
+    T, lr = 1000, 2e-3
+    # CPL/SLL triangle: 0 -> lr at 40 %, lr/20 at 80 %, 0 at the end
+    for frac, factor in TRIANGULAR_KNOTS:
+        assert piecewise_linear_lr(frac * T, T, lr) == pytest.approx(lr * factor)
+    assert piecewise_linear_lr(200, T, lr) == pytest.approx(lr / 2)
+    assert piecewise_linear_lr(600, T, lr) == pytest.approx(lr * (1 + 0.05) / 2)
+    assert piecewise_linear_lr(5000, T, lr) == 0.0  # clamped past the end
+    with pytest.raises(ValueError, match="knots must start at 0"):
+        piecewise_linear_lr(1, 10, lr, knots=((0.1, 0.0), (1.0, 1.0)))
+    with pytest.raises(ValueError, match="base_lr must be > 0"):
+        piecewise_linear_lr(1, 10, 0.0)

@@ -112,6 +112,27 @@ def test_lr_decays_at_milestone(tmp_path):
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-4])
 
 
+def test_triangular_lr_per_iteration_with_sgd(tmp_path, monkeypatch):
+    from lipcert.schedules import piecewise_linear_lr
+
+    seen = []
+    original = torch.optim.SGD.step
+
+    def spy(self, *a, **kw):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    cfg = _cfg(experiment="ce", **{"optim.name": "sgd", "optim.lr_schedule": "triangular", "optim.lr": 0.01,
+                                   "optim.lr_milestones": "[]"})
+    _run(cfg, tmp_path / "r")
+    total = 3 * (200 // 50)
+    assert len(seen) == total
+    assert seen == pytest.approx([piecewise_linear_lr(t, total, 0.01) for t in range(total)])
+    # hand values: t = 2 of 12 is 1/6 of training, 5/12 of the way up; t = 5 is just past the 40 % peak
+    assert seen[2] == pytest.approx(0.01 * (1 / 6) / 0.4) and seen[5] == pytest.approx(0.01 * (1 - 0.95 * (5 / 12 - 0.4) / 0.4))
+
+
 # --- parameter validation -------------------------------------------------------------------------
 def _base():
     return {"model": "two_moons", "data": {"name": "two_moons"}, "epochs": 2, "batch_size": 10,
@@ -134,6 +155,9 @@ def test_valid_minimal_config_and_constant_shorthand():
     ({"batch_size": 2.5}, "batch_size"),
     ({"optim": {"lr": -1}}, "optim.lr must be in"),
     ({"optim": {"lr_milestones": [600, 400]}}, "lr_milestones"),
+    ({"optim": {"lr_schedule": "triangular", "lr_milestones": [4]}}, "apply to lr_schedule 'step' only"),
+    ({"optim": {"betas": [0.5, 1.5]}}, "optim.betas"),
+    ({"head": "normalized"}, "head"),
     ({"loss": {"name": "ce", "p": 0.1}}, "p applies only"),
     ({"data": {"name": "mnist"}}, "name"),
 ])

@@ -90,13 +90,20 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam/AdamW with step decay (supplement B: decay by 0.1 at epochs 400, 600, 780)."""
+    """Adam/AdamW/SGD with step decay (supplement B: decay by 0.1 at epochs 400, 600, 780) or the triangular
+    schedule of CPL/SLL (table B4 blocks 5-8; :data:`lipcert.schedules.TRIANGULAR_KNOTS`, per iteration).
 
-    name: Literal["adam", "adamw"] = "adam"
+    ``betas`` are Adam's (SLL: (0.5, 0.9)); ``momentum`` is SGD's.
+    """
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
+    lr_schedule: Literal["step", "triangular"] = "step"
     lr_milestones: tuple[int, ...] = ()
     lr_gamma: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9
 
     def __post_init__(self) -> None:
         check_range("optim.lr", self.lr, lo=0.0, lo_inclusive=False)
@@ -104,6 +111,13 @@ class OptimConfig:
         check_range("optim.lr_gamma", self.lr_gamma, lo=0.0, hi=1.0, lo_inclusive=False)
         if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(m < 1 for m in self.lr_milestones):
             raise ValueError(f"optim.lr_milestones must be increasing positive epochs, got {list(self.lr_milestones)}")
+        if self.lr_schedule == "triangular" and self.lr_milestones:
+            raise ValueError("optim.lr_milestones apply to lr_schedule 'step' only, not 'triangular'")
+        if len(self.betas) != 2:
+            raise ValueError(f"optim.betas must be two numbers, got {list(self.betas)}")
+        for b in self.betas:
+            check_range("optim.betas", b, lo=0.0, hi=1.0, hi_inclusive=False)
+        check_range("optim.momentum", self.momentum, lo=0.0, hi=1.0, hi_inclusive=False)
 
 
 _IMAGE_DATASETS = ("cifar10", "cifar100", "tiny_imagenet")
@@ -170,7 +184,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One training run.  ``eval_eps`` are the certification radii (paper: 36/255, 72/255, 108/255)."""
+    """One training run.  ``eval_eps`` are the certification radii (paper: 36/255, 72/255, 108/255).
+
+    ``head`` is the model's last layer: ``linear`` (unconstrained; CLL on every model, supplement B) or ``lln``
+    (last-layer normalisation, SOC/SLL with their own losses; 1-Lipschitz architectures only).
+    """
 
     model: str
     data: DataConfig
@@ -184,6 +202,7 @@ class RunConfig:
     eval_every: int = 1
     threads: int = 1
     drop_last: bool = True
+    head: Literal["linear", "lln"] = "linear"
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, lo=1)

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-__all__ = ["polynomial", "linear", "step_decay_lr", "ScheduleSpec", "SCHEDULE_KINDS"]
+__all__ = ["polynomial", "linear", "piecewise_linear_lr", "step_decay_lr", "ScheduleSpec", "SCHEDULE_KINDS", "TRIANGULAR_KNOTS"]
 
 SCHEDULE_KINDS = ("constant", "linear", "polynomial")
 
@@ -81,6 +81,34 @@ def step_decay_lr(epoch: float, base_lr: float, milestones: Sequence[int], gamma
         raise ValueError(f"milestones must be >= 0 and strictly increasing, got {list(milestones)!r}")
     passed = sum(1 for m in marks if m <= epoch)
     return base_lr * gamma ** passed
+
+
+TRIANGULAR_KNOTS: tuple[tuple[float, float], ...] = ((0.0, 0.0), (0.4, 1.0), (0.8, 0.05), (1.0, 0.0))
+"""The triangular learning-rate schedule of CPL and SLL (used by CLL table B4 blocks 5-8): linear warm-up from
+0 to the base rate over the first 40 % of training, down to base/20 at 80 %, then to 0 at the end
+(reference_implementation.md 1.11, CPL fork)."""
+
+
+def piecewise_linear_lr(t: float, T: float, base_lr: float,
+                        knots: Sequence[tuple[float, float]] = TRIANGULAR_KNOTS) -> float:
+    """base_lr times the piecewise-linear interpolation of ``knots`` (fraction of training, factor) at t / T.
+
+    Evaluated per iteration t of T.  Knots must start at fraction 0, end at 1 and increase strictly.
+    """
+    t, T, base_lr = _finite("t", t), _finite("T", T), _finite("base_lr", base_lr)
+    if base_lr <= 0.0:
+        raise ValueError(f"base_lr must be > 0, got {base_lr!r}")
+    xs = [_finite("knot fraction", k[0]) for k in knots]
+    ys = [_finite("knot factor", k[1]) for k in knots]
+    if len(xs) < 2 or xs[0] != 0.0 or xs[-1] != 1.0 or any(b <= a for a, b in zip(xs, xs[1:])):
+        raise ValueError(f"knots must start at 0, end at 1 and increase strictly, got {list(knots)!r}")
+    if any(y < 0 for y in ys):
+        raise ValueError(f"knot factors must be >= 0, got {ys!r}")
+    u = _progress(t, T)
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if u <= x1:
+            return base_lr * (y0 + (y1 - y0) * (u - x0) / (x1 - x0))
+    return base_lr * ys[-1]
 
 
 _SPEC_KEYS = ("kind", "start", "end", "power", "until")

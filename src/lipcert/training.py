@@ -29,7 +29,7 @@ from .io_utils import atomic_torch_save, atomic_write_json, read_json
 from .losses import calibrated_loss, calibration_scale, cross_entropy_loss, gloro_loss
 from .models import LipschitzClassifier, build_model
 from .run_config import RunConfig
-from .schedules import step_decay_lr
+from .schedules import piecewise_linear_lr, step_decay_lr
 
 __all__ = ["NonFiniteLossError", "RunFiles", "TensorData", "train_run", "final_metrics_path"]
 
@@ -94,8 +94,19 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    opt_cls = torch.optim.AdamW if cfg.optim.name == "adamw" else torch.optim.Adam
-    return opt_cls(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    opt_cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return opt_cls(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+
+def learning_rate(cfg: RunConfig, epoch: int, iteration: int, total_iterations: int) -> float:
+    """The learning rate of an iteration: step decay by epoch, or the triangular schedule by iteration."""
+    o = cfg.optim
+    if o.lr_schedule == "triangular":
+        return piecewise_linear_lr(iteration, total_iterations, o.lr)
+    return step_decay_lr(epoch, o.lr, o.lr_milestones, o.lr_gamma)
 
 
 def k_hf(cfg: RunConfig, k_f: float, t: int, total: int) -> float:
@@ -182,7 +193,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     device = torch.device(device)
 
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, seed=cfg.seed).to(device)
+    model = build_model(cfg.model, seed=cfg.seed, head=cfg.head).to(device)
     optimizer = _make_optimizer(cfg, model)
     order = torch.Generator().manual_seed(cfg.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -212,7 +223,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     try:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            lr = step_decay_lr(epoch, cfg.optim.lr, cfg.optim.lr_milestones, cfg.optim.lr_gamma)
+            lr = learning_rate(cfg, epoch, iteration, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             model.train()
@@ -233,6 +244,9 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
                                              f"iteration {iteration + 1} (batch {b + 1} of the epoch)")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if cfg.optim.lr_schedule == "triangular":
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate(cfg, epoch, iteration, total)
                 optimizer.step()
                 iteration += 1
                 loss_sum += loss_value * yb.shape[0]
@@ -313,6 +327,6 @@ def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") 
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: {run_dir} is not a finished run (train it first)")
     cfg = load_run_config(read_json(files.config), where=str(files.config))
-    model = build_model(cfg.model, seed=cfg.seed)
+    model = build_model(cfg.model, seed=cfg.seed, head=cfg.head)
     model.load_state_dict(torch.load(files.model, map_location="cpu", weights_only=True))
     return cfg, model.to(device)
