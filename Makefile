@@ -10,7 +10,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: venv demo test test-fast lint bench ui clean-venv cifar10-jpeg
+.PHONY: venv demo test test-fast lint bench ui clean-venv cifar10-jpeg quick-one-lipschitz
 
 venv: $(STAMP)
 
@@ -50,6 +50,21 @@ CIFAR10_JPEG_TAR ?= ../shared/data/cifar-10-jpg/CIFAR-10-images.tar.gz
 CIFAR10_JPEG_MD5 ?= 85831f2b9a6b0de08b6d8fd7386ffa93
 cifar10-jpeg: $(STAMP)
 	$(BIN)/python -m lipcert extract-archive $(CIFAR10_JPEG_TAR) data_cache/cifar10 --md5 $(CIFAR10_JPEG_MD5)
+
+# Issue 6 CPU check: each 1-Lipschitz family (small size variant) with its own loss and with CLL on the CIFAR-10
+# JPEG export (make cifar10-jpeg first), a few epochs, two runs at a time with one thread each.
+# Results: results/quick/one_lipschitz/<method>/metrics.json (docs/benchmarks.md, section 4).
+Q1L := results/quick/one_lipschitz
+Q1L_SETS := --set data.subset_train=100 --set data.subset_test=50 --set epochs=4 --set eval_every=4 --set batch_size=64
+Q1L_RUNS := soc:LipConv-10 cll_lipconv:LipConv-10 cpl:CPL-S cll_cpl:CPL-S sll:SLL-S cll_sll:SLL-S lbdn:Sandwich-S cll_lbdn:Sandwich-S
+quick-one-lipschitz: $(STAMP)
+	mkdir -p $(Q1L)
+	LIPCERT_DATA_ROOT=$(CURDIR)/data_cache $(BIN)/python -m lipcert prepare-data --params params/cifar10.yaml \
+	  --set data.subset_train=100 --set data.subset_test=50 --out $(Q1L)/cifar10.npz
+	printf '%s\n' $(Q1L_RUNS) | xargs -P 2 -I{} sh -c 'm=$${1%%:*}; a=$${1#*:}; \
+	  $(BIN)/python -m lipcert train --params params/cifar10.yaml --experiment $$m --seed 1 $(Q1L_SETS) \
+	  --set model=$$a --data $(Q1L)/cifar10.npz --out $(Q1L)/$$m --threads 1 --no-mlflow --no-progress \
+	  > $(Q1L)/$$m.log 2>&1' _ {}
 
 clean-venv:
 	rm -rf $(VENV)

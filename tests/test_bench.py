@@ -85,6 +85,14 @@ def test_overhead_and_loss_return_positive_times_and_consistent_ratios():
         benchmark_overhead(tiny_conv, steps=0)
 
 
+def test_forward_backward_reports_parameters_and_rate():
+    from lipcert.bench import benchmark_forward_backward
+
+    r = benchmark_forward_backward(tiny_conv, label="tiny", batch_size=4, warmup=0, steps=2)
+    assert r["parameters"] == sum(p.numel() for p in tiny_conv().parameters())
+    assert r["images_per_second"] == pytest.approx(4 / r["s_per_batch"])
+
+
 def test_loading_reports_consistent_rates_and_fraction():
     r = benchmark_loading(tiny_conv, label="tiny", n_images=50, batch_size=8, pad=2, warmup=1, steps=3)
     assert r["loading_images_per_second"] == pytest.approx(8 / r["loading_s_per_batch"])
@@ -114,7 +122,8 @@ def test_cli_all_on_tiny_architectures_prints_one_json_line_per_result(tmp_path,
     assert kinds == [("header", None), ("converge", "4C3F"), ("converge", "6C2F"), ("converge", "8C2F"),
                      ("overhead", "4C3F"), ("overhead", "6C2F"), ("loss", "4C3F"),
                      ("tightness", "4C3F"), ("tightness", "two_moons"),
-                     ("loading", "4C3F"), ("loading", "6C2F"), ("loading", "8C2F")]
+                     ("loading", "4C3F"), ("loading", "6C2F"), ("loading", "8C2F"),
+                     ("fwdbwd", "4C3F"), ("fwdbwd", "6C2F"), ("fwdbwd", "8C2F")]
     by_model = {r["model"]: r for r in records if r["benchmark"] == "converge"}
     assert set(by_model["4C3F"]["methods"]) == {"lanczos", "block_power"}
     assert set(by_model["8C2F"]["methods"]) == {"lanczos"} and by_model["8C2F"]["skipped_methods"] == ["block_power"]

@@ -11,6 +11,8 @@ readable table and one JSON line (prefixed ``JSON``) per result; docs/benchmarks
 * ``loss``: training throughput of multinomial CLL (supplement Definition 2, main eq. (3)) against plain
   cross-entropy without any bound computation.
 * ``tightness``: pair-steps per second of the lower-bound attack of supplement C, eq. (19).
+* ``fwdbwd``: seconds per forward + backward pass of a batch (cross-entropy on random inputs, training mode)
+  for every architecture, the 1-Lipschitz ones included (issue 6).
 * ``loading``: images per second of the data path alone (uint8 dataset in memory, batch indexing, conversion
   to [0, 1], the supplement-B augmentation) against a 4C3F CLL training step; loading must cost under 10 % of
   a step.
@@ -56,12 +58,14 @@ __all__ = [
 ModelFactory = Callable[[], LipschitzClassifier]
 
 CONVERGE_METHODS = ("lanczos", "block_power")
-BENCHMARKS = ("converge", "overhead", "loss", "tightness", "loading")
+BENCHMARKS = ("converge", "overhead", "loss", "tightness", "loading", "fwdbwd")
 DEFAULT_MODELS = {
     "converge": ("4C3F", "6C2F", "8C2F"),
     "overhead": ("4C3F", "6C2F"),
     "loss": ("4C3F",),
     "loading": ("4C3F", "6C2F", "8C2F"),
+    "fwdbwd": ("4C3F", "6C2F", "8C2F", "LipConv-10", "LipConv-20", "CPL-S", "SLL-S", "Sandwich-S", "CPL-XL",
+               "SLL-XL", "Sandwich"),
 }
 # Block power iteration on 8C2F needs more than 10 minutes on 2 CPU threads (clustered top singular
 # values of the 64x64 convolutions); it is skipped there unless --block-power-all is given.
@@ -381,6 +385,39 @@ def benchmark_loading(make_model: ModelFactory, *, label: str = "", n_images: in
     }
 
 
+# --- forward + backward per architecture ------------------------------------------------------------
+
+def benchmark_forward_backward(make_model: ModelFactory, *, label: str = "", batch_size: int = 128, warmup: int = 1,
+                               steps: int = 3, seed: int = 0) -> dict:
+    """Median seconds of one forward + backward pass (cross-entropy, training mode, no optimiser step).
+
+    Training mode includes what each layer does per step (power-iteration updates, SOC's 5-term series,
+    Sandwich's per-frequency Cayley transforms).  Also reports the parameter count.
+    """
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("steps", steps)
+    model = make_model()
+    model.train()
+    x, y = _random_batch(model, batch_size, seed)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+
+    times = _interleaved_step_times({"fwdbwd": step}, warmup, steps)["fwdbwd"]
+    median = statistics.median(times)
+    return {
+        "benchmark": "fwdbwd",
+        "model": label,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "batch_size": batch_size,
+        "timed_steps": steps,
+        "warmup_steps": warmup,
+        "s_per_batch": median,
+        "images_per_second": batch_size / median,
+    }
+
+
 # --- tightness ---------------------------------------------------------------------------------------
 
 def benchmark_tightness(make_model: ModelFactory, x1: torch.Tensor, x2: torch.Tensor, *, label: str = "",
@@ -438,6 +475,9 @@ def _format_row(r: dict) -> list[str]:
         return [f"loss {r['model']}: CLL {r['cll_images_per_second']:.1f} img/s, cross-entropy "
                 f"{r['cross_entropy_images_per_second']:.1f} img/s, ratio {r['ratio']:.3f}  "
                 f"(batch {r['batch_size']}, median of {r['timed_steps']})"]
+    if r["benchmark"] == "fwdbwd":
+        return [f"fwdbwd {r['model']}: {r['s_per_batch']:.3f} s per forward+backward of {r['batch_size']} "
+                f"({r['images_per_second']:.1f} img/s), {r['parameters']:,} parameters (median of {r['timed_steps']})"]
     if r["benchmark"] == "loading":
         return [f"loading {r['model']}: data path {r['loading_images_per_second']:.0f} img/s "
                 f"({1000 * r['loading_s_per_batch']:.2f} ms/batch), CLL training step "
@@ -510,8 +550,16 @@ def _run_loading(args: argparse.Namespace) -> None:
                                 warmup=args.warmup, steps=args.repeats))
 
 
+def _run_fwdbwd(args: argparse.Namespace) -> None:
+    known = load_architectures()
+    # the defaults that the architecture file defines (a custom file may hold only some); --models is strict
+    for name in args.models or [n for n in DEFAULT_MODELS["fwdbwd"] if n in known]:
+        _emit(benchmark_forward_backward(_factory(name, args.seed), label=name, batch_size=args.batch_size,
+                                         warmup=min(args.warmup, 1), steps=min(args.repeats, 3)))
+
+
 RUNNERS = {"converge": _run_converge, "overhead": _run_overhead, "loss": _run_loss, "tightness": _run_tightness,
-           "loading": _run_loading}
+           "loading": _run_loading, "fwdbwd": _run_fwdbwd}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from torch import nn
 
 from .activations import MinMax
 from .classifier import ConvergenceReport, LipschitzClassifier
+from .one_lipschitz_nets import cpl_net, lipconvnet, sandwich_net, sll_net
 from .power_iteration import SpectralConv2d, SpectralLinear
 
 __all__ = [
@@ -178,10 +179,22 @@ def _kaiming_(layer: nn.Module, generator: torch.Generator) -> None:
         nn.init.zeros_(layer.bias)
 
 
-HEADS = ("linear", "lln")
+HEADS = ("linear", "lln", "pooling_linear")
 
 # family name -> builder(input_shape, num_classes, generator, head, **options) -> LipschitzClassifier
-FAMILY_BUILDERS: dict = {}
+FAMILY_BUILDERS: dict = {
+    "lipconvnet": lipconvnet.build,    # SOC (Singla & Feizi 2021), LipConvnet-n
+    "cpl": cpl_net.build,              # CPL (Meunier et al. 2022)
+    "sll": sll_net.build,              # SLL (Araujo et al. 2023)
+    "sandwich": sandwich_net.build,    # LBDN (Wang & Manchester 2023)
+}
+# family name -> count_parameters(input_shape, num_classes, head=..., **options) -> int (nothing allocated)
+FAMILY_PARAMETER_COUNTS: dict = {
+    "lipconvnet": lipconvnet.count_parameters,
+    "cpl": cpl_net.count_parameters,
+    "sll": sll_net.count_parameters,
+    "sandwich": sandwich_net.count_parameters,
+}
 
 
 def build_from_spec(spec: ArchitectureSpec, seed: int = 0, head: str = "linear") -> LipschitzClassifier:

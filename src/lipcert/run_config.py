@@ -51,7 +51,7 @@ class LossConfig:
     training step (supplement B: 5); ``output_scale`` is GloRo's fixed temperature s = 1/T (supplement D).
     """
 
-    name: Literal["cll", "gloro", "ce"]
+    name: Literal["cll", "gloro", "ce", "certificate_regularized", "margin_hinge", "aol"]
     eps: ScheduleConfig | None = None
     p: ScheduleConfig | None = None
     delta: float | None = None
@@ -63,10 +63,28 @@ class LossConfig:
     trades_weight: ScheduleConfig | None = None
     output_scale: float = 1.0
     power_iter: int = 5
+    gamma: float | None = None
+    margin: float | None = None
+    offset: float | None = None
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
         check_range("loss.lam", self.lam, lo=0.0)
         check_range("loss.power_iter", self.power_iter, lo=1)
+        own = {"gamma": "certificate_regularized", "margin": "margin_hinge", "offset": "aol", "temperature": "aol"}
+        for key, loss_name in own.items():
+            if getattr(self, key) is not None and self.name != loss_name:
+                raise ValueError(f"loss.{key} applies only to loss {loss_name!r}, not {self.name!r}")
+        if self.gamma is not None:
+            check_range("loss.gamma", self.gamma, lo=0.0)
+        if self.name == "margin_hinge":
+            if self.margin is None:
+                raise ValueError("loss.margin is required for loss 'margin_hinge' (CPL uses 0.7)")
+            check_range("loss.margin", self.margin, lo=0.0, lo_inclusive=False)
+        if self.offset is not None:
+            check_range("loss.offset", self.offset, lo=0.0)
+        if self.temperature is not None:
+            check_range("loss.temperature", self.temperature, lo=0.0, lo_inclusive=False)
         check_range("loss.output_scale", self.output_scale, lo=0.0, lo_inclusive=False)
         if self.output_scale != 1.0 and self.name != "gloro":
             raise ValueError("loss.output_scale (GloRo temperature s = 1/T, supplement D) applies only to loss 'gloro'")
@@ -187,7 +205,8 @@ class RunConfig:
     """One training run.  ``eval_eps`` are the certification radii (paper: 36/255, 72/255, 108/255).
 
     ``head`` is the model's last layer: ``linear`` (unconstrained; CLL on every model, supplement B) or ``lln``
-    (last-layer normalisation, SOC/SLL with their own losses; 1-Lipschitz architectures only).
+    (last-layer normalisation, SOC/SLL/LBDN with their own losses) or ``pooling_linear`` (the first C features,
+    SLL's CIFAR-10 head); the last two for 1-Lipschitz architectures only.
     """
 
     model: str
@@ -202,7 +221,7 @@ class RunConfig:
     eval_every: int = 1
     threads: int = 1
     drop_last: bool = True
-    head: Literal["linear", "lln"] = "linear"
+    head: Literal["linear", "lln", "pooling_linear"] = "linear"
 
     def __post_init__(self) -> None:
         check_range("epochs", self.epochs, lo=1)

@@ -26,7 +26,8 @@ import torch
 from .certification import certify_model
 from .data.tensor_data import TensorData, as_model_input
 from .io_utils import atomic_torch_save, atomic_write_json, read_json
-from .losses import calibrated_loss, calibration_scale, cross_entropy_loss, gloro_loss
+from .losses import (SLL_OFFSET, SLL_TEMPERATURE, aol_loss, calibrated_loss, calibration_scale,
+                     certificate_regularized_loss, cross_entropy_loss, gloro_loss, margin_hinge_loss)
 from .models import LipschitzClassifier, build_model
 from .run_config import RunConfig
 from .schedules import piecewise_linear_lr, step_decay_lr
@@ -141,6 +142,21 @@ def make_loss(cfg: RunConfig, total_iterations: int):
             return gloro_loss(logits, targets, k_body, head_weight, eps=value(loss.eps, t),
                               trades_weight=value(loss.trades_weight, t), output_scale=loss.output_scale)
         return gloro
+
+    if loss.name == "certificate_regularized":
+        def soc(logits, targets, k_body, head_weight, t):
+            return certificate_regularized_loss(logits, targets, k_body, head_weight, gamma=loss.gamma or 0.0)
+        return soc
+    if loss.name == "margin_hinge":
+        def cpl(logits, targets, k_body, head_weight, t):
+            return margin_hinge_loss(logits, targets, k_body, head_weight, margin=loss.margin)
+        return cpl
+    if loss.name == "aol":
+        def aol(logits, targets, k_body, head_weight, t):
+            return aol_loss(logits, targets, k_body, head_weight,
+                            offset=SLL_OFFSET if loss.offset is None else loss.offset,
+                            temperature=SLL_TEMPERATURE if loss.temperature is None else loss.temperature)
+        return aol
 
     def ce(logits, targets, k_body, head_weight, t):
         return cross_entropy_loss(logits, targets, k_body, head_weight, lam=loss.lam)

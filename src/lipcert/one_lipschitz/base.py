@@ -31,6 +31,11 @@ def parameter_versions(module: nn.Module) -> tuple[int, ...]:
     return tuple(p._version for p in module.parameters())
 
 
+def _record_versions_after_load(module: "OneLipschitzLayer", incompatible_keys) -> None:
+    """Load post-hook: a loaded certified constant belongs to the loaded parameters."""
+    module._certified_at = None if torch.isnan(module.certified_sigma) else parameter_versions(module)
+
+
 class OneLipschitzLayer(nn.Module):
     """Base of layers whose Lipschitz constant (l2) is 1 by construction, up to :meth:`certified_constant`.
 
@@ -43,6 +48,9 @@ class OneLipschitzLayer(nn.Module):
         super().__init__()
         self.register_buffer("certified_sigma", torch.tensor(float("nan"), dtype=torch.float64))
         self._certified_at: tuple[int, ...] | None = None
+        # a post-hook, not _load_from_state_dict: it runs after the children (e.g. CPL's inner convolution)
+        # were loaded too, so the recorded versions are those of the loaded parameters
+        self.register_load_state_dict_post_hook(_record_versions_after_load)
 
     # --- to implement ------------------------------------------------------------------------------
     def certified_constant(self, tol: float) -> float:
@@ -87,9 +95,6 @@ class OneLipschitzLayer(nn.Module):
                 f"{type(self).__name__}: weights changed since the bound was converged; call model.converge() again")
         return self.certified_sigma
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: D401 - torch hook
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._certified_at = None if torch.isnan(self.certified_sigma) else parameter_versions(self)
 
 
 class LastLayerNormalizedLinear(nn.Linear):
