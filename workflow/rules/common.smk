@@ -22,8 +22,8 @@ BENCH = f"{ROOT}/benchmarks"
 
 wildcard_constraints:
     dataset="two_moons|cifar10|cifar100|tiny_imagenet",
-    model="two_moons|4C3F|4C3F_authors_code|6C2F|8C2F",
-    method="cll|gloro|gloro_fixed|ce",
+    model="two_moons|4C3F|4C3F_authors_code|6C2F|8C2F|LipConv-(10|20)(_64)?|CPL-(S|XL)|SLL-(S|XL)(_64)?|Sandwich(-S)?",
+    method="cll|gloro|gloro_fixed|ce|soc|cll_lipconv|cpl|cll_cpl|sll|cll_sll|lbdn|cll_lbdn",
     eps=r"[0-9.]+",
     p=r"default|[0-9.e-]+",
     seed=r"\d+",
@@ -109,13 +109,21 @@ def db_dir(wildcards, input):
     return os.path.dirname(input.db)
 
 
+def row_arch(row):
+    """The architecture a table row trains at this scale (`arch`, else `model`, through the scale's
+    `substitute` map); None when the scale does not train it."""
+    arch = row.get("arch", row["model"])
+    return SCALE_CFG.get("substitute", {}).get(arch, arch)
+
+
 def table_row_runs(row, name):
     """Files `name` of the runs of one configured paper-table row, one per seed of the scale."""
+    arch = row_arch(row)
+    if arch is None:
+        return []
     p = row["p"] if row["p"] == "default" else f"{float(row['p']):g}"
     return [
-        run_file(
-            name, row["data"], row["model"], row["loss"], f"{float(row['eps']):g}", p, s
-        )
+        run_file(name, row["data"], arch, row["loss"], f"{float(row['eps']):g}", p, s)
         for s in SCALE_CFG["seeds"]
     ]
 
@@ -133,7 +141,7 @@ def table_manifest(wildcards):
         {
             **{k: row[k] for k in keys},
             "runs": [os.path.dirname(f) for f in table_row_runs(row, "metrics.json")],
-            "planned_runs": len(SCALE_CFG["seeds"]),
+            "planned_runs": len(SCALE_CFG["seeds"]) if row_arch(row) else None,
         }
         for row in config["paper_tables"][wildcards.table]["rows"]
     ]
