@@ -39,6 +39,7 @@ from ..classifier import LipschitzClassifier
 from ..one_lipschitz.base import make_head
 from ..one_lipschitz.reshaping import SpaceToDepth
 from ..one_lipschitz.skew_orthogonal import SkewOrthogonalConv2d
+from .options import merge_size_options
 
 __all__ = ["DEFAULTS", "HEADS", "SIZES", "build", "count_parameters", "layer_plan", "resolve_options"]
 
@@ -67,16 +68,7 @@ def resolve_options(options: dict) -> dict:
 
     Explicit options override the preset.  Raises ValueError naming an unknown, missing or bad option.
     """
-    unknown = set(options) - _ALLOWED
-    if unknown:
-        raise ValueError(f"unknown LipConvnet option(s) {sorted(unknown)}; allowed: {sorted(_ALLOWED)}")
-    resolved: dict = dict(DEFAULTS)
-    size = options.get("size")
-    if size is not None:
-        if size not in SIZES:
-            raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
-        resolved.update(SIZES[size])
-    resolved.update({k: v for k, v in options.items() if k != "size" and v is not None})
+    resolved = merge_size_options(options, SIZES, DEFAULTS, _ALLOWED, "LipConvnet")
     if "depth" not in resolved:
         raise ValueError(f"missing LipConvnet option 'depth'; give it or a size from {sorted(SIZES)}")
     for key in _INT_OPTIONS:

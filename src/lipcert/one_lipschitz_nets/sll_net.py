@@ -37,6 +37,7 @@ from ..classifier import LipschitzClassifier
 from ..one_lipschitz.base import make_head
 from ..one_lipschitz.reshaping import NormPreservingAvgPool, PadChannels
 from ..one_lipschitz.sdp_lipschitz import SDPLipschitzConv2d, SDPLipschitzLinear
+from .options import merge_size_options
 
 __all__ = ["DEFAULTS", "HEADS", "SIZES", "TruncationHead", "build", "count_parameters", "resolve_options"]
 
@@ -80,16 +81,7 @@ def resolve_options(options: dict) -> dict[str, int]:
 
     Explicit options override the preset.  Raises ValueError naming an unknown, missing or bad option.
     """
-    unknown = set(options) - _ALLOWED
-    if unknown:
-        raise ValueError(f"unknown SLL option(s) {sorted(unknown)}; allowed: {sorted(_ALLOWED)}")
-    resolved: dict = dict(DEFAULTS)
-    size = options.get("size")
-    if size is not None:
-        if size not in SIZES:
-            raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
-        resolved.update(SIZES[size])
-    resolved.update({k: v for k, v in options.items() if k != "size" and v is not None})
+    resolved = merge_size_options(options, SIZES, DEFAULTS, _ALLOWED, "SLL")
     missing = [k for k in _REQUIRED if k not in resolved]
     if missing:
         raise ValueError(f"missing SLL option(s) {missing}; give them or a size from {sorted(SIZES)}")
