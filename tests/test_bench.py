@@ -11,8 +11,10 @@ from lipcert.bench import (
     authors_style_convergence,
     benchmark_converge,
     benchmark_loading,
+    SOC_TRUNCATION_CASES,
     benchmark_loss,
     benchmark_overhead,
+    benchmark_soc_truncation,
     benchmark_tightness,
     main,
 )
@@ -93,6 +95,14 @@ def test_forward_backward_reports_parameters_and_rate():
     assert r["images_per_second"] == pytest.approx(4 / r["s_per_batch"])
 
 
+def test_soc_truncation_error_is_within_the_tail_bound_and_shrinks():
+    (r,) = benchmark_soc_truncation(cases=((2, 2, 3, 4),), terms=(2, 6, 12))
+    assert r["norm_L"] <= r["s_bound"] + 1e-12
+    assert all(e <= b + 1e-12 for e, b in zip(r["operator_error"], r["tail_bound"]))
+    assert r["operator_error"][0] > r["operator_error"][1] > r["operator_error"][2]
+    assert r["sigma_max"][-1] <= 1 + r["tail_bound"][-1]
+
+
 def test_loading_reports_consistent_rates_and_fraction():
     r = benchmark_loading(tiny_conv, label="tiny", n_images=50, batch_size=8, pad=2, warmup=1, steps=3)
     assert r["loading_images_per_second"] == pytest.approx(8 / r["loading_s_per_batch"])
@@ -123,7 +133,8 @@ def test_cli_all_on_tiny_architectures_prints_one_json_line_per_result(tmp_path,
                      ("overhead", "4C3F"), ("overhead", "6C2F"), ("loss", "4C3F"),
                      ("tightness", "4C3F"), ("tightness", "two_moons"),
                      ("loading", "4C3F"), ("loading", "6C2F"), ("loading", "8C2F"),
-                     ("fwdbwd", "4C3F"), ("fwdbwd", "6C2F"), ("fwdbwd", "8C2F")]
+                     ("fwdbwd", "4C3F"), ("fwdbwd", "6C2F"), ("fwdbwd", "8C2F")] + \
+        [("soc_truncation", f"SOC {a}->{b} k{k} on {n}x{n}") for a, b, k, n in SOC_TRUNCATION_CASES]
     by_model = {r["model"]: r for r in records if r["benchmark"] == "converge"}
     assert set(by_model["4C3F"]["methods"]) == {"lanczos", "block_power"}
     assert set(by_model["8C2F"]["methods"]) == {"lanczos"} and by_model["8C2F"]["skipped_methods"] == ["block_power"]

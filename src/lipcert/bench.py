@@ -13,6 +13,8 @@ readable table and one JSON line (prefixed ``JSON``) per result; docs/benchmarks
 * ``tightness``: pair-steps per second of the lower-bound attack of supplement C, eq. (19).
 * ``fwdbwd``: seconds per forward + backward pass of a batch (cross-entropy on random inputs, training mode)
   for every architecture, the 1-Lipschitz ones included (issue 6).
+* ``soc_truncation``: SOC's truncated Taylor series against the exact matrix exponential of the skew
+  convolution (dense float64, small kernels): operator error, largest singular value, rigorous tail bound.
 * ``loading``: images per second of the data path alone (uint8 dataset in memory, batch indexing, conversion
   to [0, 1], the supplement-B augmentation) against a 4C3F CLL training step; loading must cost under 10 % of
   a step.
@@ -58,7 +60,7 @@ __all__ = [
 ModelFactory = Callable[[], LipschitzClassifier]
 
 CONVERGE_METHODS = ("lanczos", "block_power")
-BENCHMARKS = ("converge", "overhead", "loss", "tightness", "loading", "fwdbwd")
+BENCHMARKS = ("converge", "overhead", "loss", "tightness", "loading", "fwdbwd", "soc_truncation")
 DEFAULT_MODELS = {
     "converge": ("4C3F", "6C2F", "8C2F"),
     "overhead": ("4C3F", "6C2F"),
@@ -418,6 +420,26 @@ def benchmark_forward_backward(make_model: ModelFactory, *, label: str = "", bat
     }
 
 
+# --- SOC truncation -----------------------------------------------------------------------------------
+
+SOC_TRUNCATION_CASES = ((4, 4, 3, 6), (8, 8, 3, 6), (4, 8, 3, 6), (16, 16, 1, 8))
+"""(in_channels, out_channels, kernel, image size): small layers whose dense operators fit in memory."""
+
+
+def benchmark_soc_truncation(cases=SOC_TRUNCATION_CASES, seed: int = 0,
+                             terms: tuple[int, ...] = (2, 4, 5, 6, 8, 10, 12, 14)) -> list[dict]:
+    """:func:`lipcert.one_lipschitz.skew_orthogonal.truncation_error_report` for freshly initialised SOC layers
+    (the initial filter scaling, as in training: ||L|| <= 0.7 * fantastic-four bound)."""
+    from lipcert.one_lipschitz.skew_orthogonal import SkewOrthogonalConv2d, truncation_error_report
+
+    out = []
+    for cin, cout, k, size in cases:
+        layer = SkewOrthogonalConv2d(cin, cout, k, generator=torch.Generator().manual_seed(seed)).double().eval()
+        report = truncation_error_report(layer, (cin, size, size), terms)
+        out.append({"benchmark": "soc_truncation", "model": f"SOC {cin}->{cout} k{k} on {size}x{size}", **report})
+    return out
+
+
 # --- tightness ---------------------------------------------------------------------------------------
 
 def benchmark_tightness(make_model: ModelFactory, x1: torch.Tensor, x2: torch.Tensor, *, label: str = "",
@@ -475,6 +497,13 @@ def _format_row(r: dict) -> list[str]:
         return [f"loss {r['model']}: CLL {r['cll_images_per_second']:.1f} img/s, cross-entropy "
                 f"{r['cross_entropy_images_per_second']:.1f} img/s, ratio {r['ratio']:.3f}  "
                 f"(batch {r['batch_size']}, median of {r['timed_steps']})"]
+    if r["benchmark"] == "soc_truncation":
+        lines = [f"soc_truncation {r['model']}: ||L|| = {r['norm_L']:.4f} (bound s = {r['s_bound']:.4f}), "
+                 f"||exp(L)^T exp(L) - I|| = {r['exp_orthogonality_error']:.2e}"]
+        lines += [f"  K = {t:2d}: ||T_K(L) - exp(L)|| = {e:.3e}  sigma_max(T_K) - 1 = {m - 1:+.3e}  "
+                  f"tail bound = {b:.3e}" for t, e, m, b in
+                  zip(r["terms"], r["operator_error"], r["sigma_max"], r["tail_bound"])]
+        return lines
     if r["benchmark"] == "fwdbwd":
         return [f"fwdbwd {r['model']}: {r['s_per_batch']:.3f} s per forward+backward of {r['batch_size']} "
                 f"({r['images_per_second']:.1f} img/s), {r['parameters']:,} parameters (median of {r['timed_steps']})"]
@@ -558,8 +587,13 @@ def _run_fwdbwd(args: argparse.Namespace) -> None:
                                          warmup=min(args.warmup, 1), steps=min(args.repeats, 3)))
 
 
+def _run_soc_truncation(args: argparse.Namespace) -> None:
+    for result in benchmark_soc_truncation(seed=args.seed):
+        _emit(result)
+
+
 RUNNERS = {"converge": _run_converge, "overhead": _run_overhead, "loss": _run_loss, "tightness": _run_tightness,
-           "loading": _run_loading, "fwdbwd": _run_fwdbwd}
+           "loading": _run_loading, "fwdbwd": _run_fwdbwd, "soc_truncation": _run_soc_truncation}
 
 
 def build_parser() -> argparse.ArgumentParser:
