@@ -180,7 +180,8 @@ def test_certify_model_batches_and_matches_certify():
     with torch.no_grad():
         direct = certify(model.head(x), y, model.pairwise_lipschitz(), [0.05, 0.2])
     assert batched.certified_accuracy == direct.certified_accuracy
-    np.testing.assert_array_equal(batched.radii, direct.radii)
+    # float32 logits of a batch of 10 and of 103 may round differently (BLAS picks kernels by shape)
+    np.testing.assert_allclose(batched.radii, direct.radii, rtol=1e-6, atol=1e-7)
     assert batched.global_lipschitz == model.global_lipschitz()
     # for a linear model the radius is the exact distance to the nearest pairwise decision boundary
     assert 0 < batched.certified_accuracy[0] < batched.clean_accuracy == 1 - 26 / 103
