@@ -21,6 +21,7 @@ from lipcert.reporting.tables import (
     read_run_metrics,
     write_table,
 )
+from lipcert.tracking import write_metrics
 
 PAPER_TABLES = Path(__file__).resolve().parents[1] / "params" / "paper_tables"
 TABLE1 = PAPER_TABLES / "table1.csv"
@@ -348,10 +349,11 @@ def test_per_seed_table_appends_our_rows_missing_from_the_paper_and_flags_ambigu
 
 def test_data_label_defaults_to_the_labels_the_runs_recorded(tmp_path: Path) -> None:
     runs = three_seed_runs(tmp_path / "cll")
-    for run in runs:  # training writes the data label as the top-level "data" of metrics.json
+    for run in runs:  # rewritten by the writer training uses: the label goes to "extra"
         path = Path(run) / "metrics.json"
         record = json.loads(path.read_text())
-        path.write_text(json.dumps({**record, "data": "CIFAR-10 (JPEG export)"}))
+        write_metrics(path, record["metrics"], record.get("params", {}), record["seed"], 1.0,
+                      extra={"fingerprint": "f", "data": "CIFAR-10 (JPEG export)"})
     manifest = [{"dataset": "CIFAR-10", "method": "CLL", "model": "4C3F", "variant": "", "runs": runs}]
     frame = write_table(manifest, TABLE2, "quick", tmp_path / "q" / "table2")
     assert set(frame["data_label"]) == {"CIFAR-10 (JPEG export)"}

@@ -266,7 +266,9 @@ def read_run_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
                 "K_lobo / K(f) (a value above 1 means the lower bound exceeds the certified bound)"
             )
         values["tightness"] = 100.0 * fraction
-    label = record.get("data", "")
+    # training records the data label under "extra" (lipcert.tracking.write_metrics)
+    extra = record.get("extra")
+    label = extra.get("data", "") if isinstance(extra, Mapping) else ""
     return RunMetrics(root, seed, values, label if isinstance(label, str) else "")
 
 
