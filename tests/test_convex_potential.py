@@ -488,3 +488,11 @@ def test_margin_hinge_loss_rejects_bad_arguments():
         margin_hinge_loss(logits, torch.tensor([0, 1]), torch.ones(()), torch.zeros(4, 2), margin=0.7)
     with pytest.raises(ValueError, match="k_body"):
         margin_hinge_loss(logits, torch.tensor([0, 1]), torch.ones(2), torch.zeros(3, 2), margin=0.7)
+
+
+def test_private_base_layer_is_abstract():
+    """The shared base cannot be built on its own: the hook every concrete layer overrides is abstract."""
+    from lipcert.one_lipschitz.convex_potential import _ConvexPotential
+
+    with pytest.raises(TypeError, match="_check_input"):
+        _ConvexPotential()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -118,3 +119,35 @@ def test_bad_loss_options_and_heads_fail_naming_them():
         build_model("4C3F", head="lln")
     with pytest.raises(ValueError, match="unknown head"):
         build_model("SLL-S", head="orthogonal")
+
+
+def _ci_scale_sets(dataset: str) -> list[str]:
+    """The ``--set`` overrides of the workflow's ``ci`` scale for ``dataset`` (params/workflow.yaml)."""
+    scales = yaml.safe_load(Path("params/workflow.yaml").read_text())["scales"]
+    return [f"{key}={value}" for key, value in scales["ci"][dataset].items()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_quick_size_models_train_at_ci_scale(method, tmp_path):
+    """Issue 6 acceptance: each method trains for a few epochs at the workflow's ``ci`` scale, on the real
+    small size variants (LipConv-10, CPL-S, SLL-S, Sandwich-S; 32 x 32 inputs) and its own recipe."""
+    sets = _ci_scale_sets("cifar10") + ["epochs=2", "eval_every=1", f"model={METHODS[method]}"]
+    cfg = run_config_from_params("params/cifar10.yaml", method, sets, seed=1)
+    assert cfg.data.subset_train == 4 and cfg.batch_size == 16  # the ci scale took effect
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (80, 3, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.arange(80) % 10
+    data = TensorData(x[:40], y[:40], x[40:], y[40:], domain=(0.0, 1.0), label="generated")
+    metrics = train_run(cfg, data, tmp_path / "run", progress=False)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    _, model = load_trained_model(tmp_path / "run")
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert all(math.isfinite(row["loss"]) for row in history)
+    assert 0.0 <= metrics["cra_0.141176"] <= metrics["clean"] <= 100.0
+    k_body = float(model.converged_body_lipschitz())
+    assert k_body == pytest.approx(math.prod(float(layer.converged_sigma()) for layer in model.spectral_layers()),
+                                   rel=1e-12)
+    # exact constructions certify 1 up to float32 rounding; SOC adds its Taylor tail, which grows with ||L||
+    assert 1.0 <= k_body <= (1.01 if METHODS[method] == "LipConv-10" else 1.0 + 1e-4)
+    assert model.global_lipschitz() == pytest.approx(metrics["K_f"], rel=1e-12)

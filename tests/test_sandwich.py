@@ -448,3 +448,11 @@ def test_bad_arguments_raise():
     layer = SandwichConv2d(2, 2, 3, 4, g)
     with pytest.raises(ValueError, match="expects inputs of shape"):
         layer(torch.randn(1, 2, 6, 6))
+
+
+def test_private_base_layer_is_abstract():
+    """The shared base cannot be built on its own: the hook every concrete layer overrides is abstract."""
+    from lipcert.one_lipschitz.sandwich import _SandwichBase
+
+    with pytest.raises(TypeError, match="_free"):
+        _SandwichBase()

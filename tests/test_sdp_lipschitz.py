@@ -456,3 +456,11 @@ def test_layers_reject_bad_arguments_and_non_finite_weights():
         layer.weight[0, 0] = float("nan")
     with pytest.raises(ValueError, match="non-finite"):
         layer.converge_sigma()
+
+
+def test_private_base_layer_is_abstract():
+    """The shared base cannot be built on its own: the hook every concrete layer overrides is abstract."""
+    from lipcert.one_lipschitz.sdp_lipschitz import _SDPLipschitzBase
+
+    with pytest.raises(TypeError, match="gram_abs"):
+        _SDPLipschitzBase()

@@ -223,3 +223,26 @@ def test_two_moons_cll_paper_settings_reach_full_training_cra(tmp_path):
     cfg = run_config_from_params(PARAMS, "cll", seed=0)
     metrics = train_run(cfg, load_data(cfg.data), tmp_path / "r", progress=False)
     assert metrics["train_cra_0.15"] == 100.0
+
+
+def test_lr_reference_batch_scales_the_rate_linearly_and_keeps_old_fingerprints():
+    from lipcert.training import base_learning_rate, learning_rate
+
+    paper = run_config_from_params("params/cifar10.yaml", "lbdn", [], seed=1)  # LBDN: 1e-2 at batch 256
+    assert paper.optim.lr_reference_batch == 256 and paper.batch_size == 256
+    assert base_learning_rate(paper) == 1e-2
+    quick = run_config_from_params("params/cifar10.yaml", "lbdn", ["batch_size=64"], seed=1)
+    assert base_learning_rate(quick) == pytest.approx(2.5e-3, rel=1e-15)
+    total = 1000  # the triangular schedule peaks at 40 % of training with the scaled rate
+    assert learning_rate(quick, 0, 400, total) == pytest.approx(2.5e-3, rel=1e-12)
+    unscaled = run_config_from_params("params/cifar10.yaml", "lbdn", ["batch_size=64", "optim.lr_reference_batch=null"])
+    assert base_learning_rate(unscaled) == 1e-2
+    # a recipe without the option: lr as given, and the fingerprint is the one of a config lacking the key
+    cll = run_config_from_params("params/cifar10.yaml", "cll", ["batch_size=64"], seed=1)
+    assert cll.optim.lr_reference_batch is None and base_learning_rate(cll) == cll.optim.lr
+    old = cll.to_dict()
+    del old["optim"]["lr_reference_batch"]
+    assert load_run_config(old).fingerprint() == cll.fingerprint()
+    assert quick.fingerprint() != unscaled.fingerprint()
+    with pytest.raises(ValueError, match="optim.lr_reference_batch must be a positive integer"):
+        run_config_from_params("params/cifar10.yaml", "lbdn", ["optim.lr_reference_batch=0"])

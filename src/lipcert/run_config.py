@@ -111,7 +111,10 @@ class OptimConfig:
     """Adam/AdamW/SGD with step decay (supplement B: decay by 0.1 at epochs 400, 600, 780) or the triangular
     schedule of CPL/SLL (table B4 blocks 5-8; :data:`lipcert.schedules.TRIANGULAR_KNOTS`, per iteration).
 
-    ``betas`` are Adam's (SLL: (0.5, 0.9)); ``momentum`` is SGD's.
+    ``betas`` are Adam's (SLL: (0.5, 0.9)); ``momentum`` is SGD's.  ``lr_reference_batch`` (optional) says
+    that ``lr`` belongs to that batch size: a run with another ``batch_size`` (e.g. the quick scale's 64
+    instead of LBDN's 256) uses ``lr * batch_size / lr_reference_batch`` (the linear scaling rule; see
+    :func:`lipcert.training.base_learning_rate`).  Without it ``lr`` is used as given.
     """
 
     name: Literal["adam", "adamw", "sgd"] = "adam"
@@ -122,9 +125,13 @@ class OptimConfig:
     lr_gamma: float = 0.1
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.9
+    lr_reference_batch: int | None = None
 
     def __post_init__(self) -> None:
         check_range("optim.lr", self.lr, lo=0.0, lo_inclusive=False)
+        ref = self.lr_reference_batch
+        if ref is not None and (isinstance(ref, bool) or not isinstance(ref, int) or ref < 1):
+            raise ValueError(f"optim.lr_reference_batch must be a positive integer or null, got {ref!r}")
         check_range("optim.weight_decay", self.weight_decay, lo=0.0)
         check_range("optim.lr_gamma", self.lr_gamma, lo=0.0, hi=1.0, lo_inclusive=False)
         if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(m < 1 for m in self.lr_milestones):
@@ -240,9 +247,15 @@ class RunConfig:
         return json.loads(json.dumps(asdict(self)))
 
     def fingerprint(self) -> str:
-        """Hash of everything that determines the run's result (threads excluded)."""
+        """Hash of everything that determines the run's result (threads excluded).
+
+        ``optim.lr_reference_batch`` enters only when set, so runs made before the option existed keep
+        their fingerprint (and resume from their checkpoints).
+        """
         data = self.to_dict()
         data.pop("threads")
+        if data["optim"]["lr_reference_batch"] is None:
+            del data["optim"]["lr_reference_batch"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -94,20 +94,35 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
+def base_learning_rate(cfg: RunConfig) -> float:
+    """``optim.lr``, scaled linearly to the run's batch size when ``optim.lr_reference_batch`` is set.
+
+    Recipes state their rate for their own batch size (LBDN: 1e-2 at 256).  Reusing it at a 4x smaller batch
+    quadruples the noise of every Adam step; the Sandwich layers then lose their ReLU units to large bias
+    steps and the network collapses to a constant map (docs/benchmarks.md section 4.4).
+    """
+    o = cfg.optim
+    if o.lr_reference_batch is None:
+        return o.lr
+    return o.lr * cfg.batch_size / o.lr_reference_batch
+
+
 def _make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     o = cfg.optim
+    lr = base_learning_rate(cfg)
     if o.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
     opt_cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
-    return opt_cls(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    return opt_cls(model.parameters(), lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
 
 
 def learning_rate(cfg: RunConfig, epoch: int, iteration: int, total_iterations: int) -> float:
     """The learning rate of an iteration: step decay by epoch, or the triangular schedule by iteration."""
     o = cfg.optim
+    lr = base_learning_rate(cfg)
     if o.lr_schedule == "triangular":
-        return piecewise_linear_lr(iteration, total_iterations, o.lr)
-    return step_decay_lr(epoch, o.lr, o.lr_milestones, o.lr_gamma)
+        return piecewise_linear_lr(iteration, total_iterations, lr)
+    return step_decay_lr(epoch, lr, o.lr_milestones, o.lr_gamma)
 
 
 def k_hf(cfg: RunConfig, k_f: float, t: int, total: int) -> float:

@@ -37,6 +37,7 @@ The convolutional layer's W is a 3x3 (odd k x k), stride-1, "same"-padded convol
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -87,7 +88,7 @@ def _refresh_after_load(module: "_ConvexPotential", incompatible_keys) -> None:
     module._last_rel_error = 0.0
 
 
-class _ConvexPotential(OneLipschitzLayer):
+class _ConvexPotential(OneLipschitzLayer, abc.ABC):
     """Shared logic of the convolutional and dense CPL layers; ``inner`` holds W, b and the power iteration."""
 
     inner: SpectralConv2d | SpectralLinear
@@ -138,8 +139,9 @@ class _ConvexPotential(OneLipschitzLayer):
             h_t = torch.nextafter(h_t, torch.zeros_like(h_t))
         return h_t.to(like.device)
 
-    def _check_input(self, x: torch.Tensor) -> None:  # overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError naming the expected shape if ``x`` does not fit the layer."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

@@ -36,6 +36,7 @@ channels and kernel ``max(1, k // 2)``.
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -117,7 +118,7 @@ def kernel_frequency_matrices(kernel: torch.Tensor, size: tuple[int, int]) -> to
     return m.permute(2, 3, 0, 1)
 
 
-class _SandwichBase(OneLipschitzLayer):
+class _SandwichBase(OneLipschitzLayer, abc.ABC):
     """Shared computation, eval-time caching and certification of the Cayley blocks (A, B).
 
     Subclasses implement :meth:`_free`: the Cayley input [X; Y], scaled to Frobenius norm ``alpha``.
@@ -129,8 +130,9 @@ class _SandwichBase(OneLipschitzLayer):
         super().__init__()
         self._eval_cache: tuple[tuple, torch.Tensor, torch.Tensor] | None = None
 
+    @abc.abstractmethod
     def _free(self) -> torch.Tensor:
-        raise NotImplementedError
+        """The Cayley input [X; Y] (..., out + in, out), scaled to Frobenius norm ``alpha``."""
 
     def _cache_key(self) -> tuple:
         params = list(self.parameters())

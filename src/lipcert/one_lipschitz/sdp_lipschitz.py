@@ -40,6 +40,7 @@ and :meth:`certified_constant` is 1.  Training mode (and evaluation with weights
 
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -86,7 +87,7 @@ def _check_positive_int(name: str, value: int) -> int:
     return value
 
 
-class _SDPLipschitzBase(OneLipschitzLayer):
+class _SDPLipschitzBase(OneLipschitzLayer, abc.ABC):
     """Shared parts: the rescaling 1/t, its frozen evaluation copy and the certified constant."""
 
     weight: torch.Tensor
@@ -98,9 +99,9 @@ class _SDPLipschitzBase(OneLipschitzLayer):
         self.log_q = nn.Parameter(torch.randn(inner_dim, generator=generator))
         self.register_buffer("frozen_inverse_t", torch.full((inner_dim,), float("nan")))
 
+    @abc.abstractmethod
     def gram_abs(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """(inner, inner) matrix |W^T W|_ij (summed over kernel offsets for a convolution)."""
-        raise NotImplementedError
 
     def inverse_t(self) -> torch.Tensor:
         """The diagonal of T^{-1} in the working precision, with gradient (the training-time rescaling)."""

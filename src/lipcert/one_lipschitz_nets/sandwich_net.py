@@ -20,6 +20,11 @@ Sizes of the LBDN code:
 
 All stride-1 convolutions use k = 3; the Fourier-domain layers fix the input size, so a built model only
 accepts its ``input_shape``.
+
+Training note: at initialisation these bodies pass little signal (pre-activations of the order of the biases),
+so Adam steps that are large for the batch size kill the ReLU units and the network collapses to a constant
+map.  LBDN's lr 1e-2 belongs to batch 256; the recipes therefore set ``optim.lr_reference_batch: 256`` so
+smaller batches scale it down (docs/benchmarks.md section 4.4).
 """
 
 from __future__ import annotations
