@@ -104,6 +104,13 @@ def test_paper_size_parameter_counts(tiny_archs, monkeypatch):
     assert round(count["Sandwich"] / 1e6) == 39
     assert count["SLL-XL_64"] == 950_302_740 and count["SLL-XL"] == 236_446_550
     assert count["CPL-XL"] == 472_375_800
+    # CLL's "1.1B" cites LBDN [42]: it is LBDN's SLL xlarge (acfr/LBDN main.py: 120 convs of width 70, 15 dense
+    # layers with inner dim 4096, LLN head) on Tiny-ImageNet; hand count 15 * (4096 * 17920 + 2 * 4096)
+    # + 120 * (5 * 70 * 9 + 2 * 5) + 17920 * 200 + 200
+    lbdn_sll_xl = FAMILY_PARAMETER_COUNTS["sll"]((3, 64, 64), 200, head="lln", depth=120, num_channels=70,
+                                                 depth_linear=15, n_features=4096)
+    assert lbdn_sll_xl == 15 * (4096 * 17920 + 2 * 4096) + 120 * (5 * 70 * 9 + 2 * 5) + 17920 * 200 + 200
+    assert round(lbdn_sll_xl / 1e8) == 11
     assert count["LipConv-20"] == 26_171_242 and count["LipConv-10"] == 19_883_946
     # a real build of a small one agrees with the count
     model = build_model("Sandwich-S")
