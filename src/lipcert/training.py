@@ -97,9 +97,10 @@ def _set_rng_state(state: dict) -> None:
 def base_learning_rate(cfg: RunConfig) -> float:
     """``optim.lr``, scaled linearly to the run's batch size when ``optim.lr_reference_batch`` is set.
 
-    Recipes state their rate for their own batch size (LBDN: 1e-2 at 256).  Reusing it at a 4x smaller batch
-    quadruples the noise of every Adam step; the Sandwich layers then lose their ReLU units to large bias
-    steps and the network collapses to a constant map (docs/benchmarks.md section 4.4).
+    Recipes state their rate for their own batch size (LBDN: 1e-2 at 256).  At a 4x smaller batch the same
+    rate takes 4x as many steps of the same size per epoch, each on a noisier gradient.  With the Sandwich layers,
+    the large bias steps kill their ReLU units and the network collapses to a constant map
+    (docs/benchmarks.md section 4.4).
     """
     o = cfg.optim
     if o.lr_reference_batch is None:
