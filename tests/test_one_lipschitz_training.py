@@ -43,9 +43,9 @@ def tiny_archs(tmp_path, monkeypatch):
     return tmp_path
 
 
-def _data(n_train=40, n_test=20, seed=0):
+def _data(n_train=40, n_test=20, seed=0, size=8):
     g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 256, (n_train + n_test, 3, 8, 8), generator=g, dtype=torch.uint8)
+    x = torch.randint(0, 256, (n_train + n_test, 3, size, size), generator=g, dtype=torch.uint8)
     y = torch.arange(n_train + n_test) % 10
     return TensorData(x[:n_train], y[:n_train], x[n_train:], y[n_train:], domain=(0.0, 1.0), label="generated")
 
@@ -142,11 +142,7 @@ def test_quick_size_models_train_at_ci_scale(method, tmp_path):
     sets = _ci_scale_sets("cifar10") + ["epochs=2", "eval_every=1", f"model={METHODS[method]}"]
     cfg = run_config_from_params("params/cifar10.yaml", method, sets, seed=1)
     assert cfg.data.subset_train == 4 and cfg.batch_size == 16  # the ci scale took effect
-    g = torch.Generator().manual_seed(3)
-    x = torch.randint(0, 256, (80, 3, 32, 32), generator=g, dtype=torch.uint8)
-    y = torch.arange(80) % 10
-    data = TensorData(x[:40], y[:40], x[40:], y[40:], domain=(0.0, 1.0), label="generated")
-    metrics = train_run(cfg, data, tmp_path / "run", progress=False)
+    metrics = train_run(cfg, _data(n_train=40, n_test=40, seed=3, size=32), tmp_path / "run", progress=False)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     _, model = load_trained_model(tmp_path / "run")
     assert [row["epoch"] for row in history] == [1, 2]
