@@ -135,7 +135,7 @@ def test_zero_weight_gives_zero_not_nan():
     lin = SpectralLinear(4, 3).double()
     with torch.no_grad():
         lin.weight.zero_()
-    assert float(lin.power_sigma(3)) == 0.0
+    assert float(lin.power_sigma(3).detach()) == 0.0
     assert lin.converge_sigma().sigma == 0.0
 
 
