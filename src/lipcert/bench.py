@@ -4,7 +4,8 @@
 readable table and one JSON line (prefixed ``JSON``) per result; docs/benchmarks.md records the numbers.
 
 * ``converge``: float64 convergence of the upper bound to relative error 1e-9 (CLL eq. (16), supplement B
-  "Computing upper Lipschitz bound") with Lanczos and block power iteration, per layer and total, and an
+  "Computing upper Lipschitz bound") with the library's pure-torch Lanczos (all layers in lock step), SciPy's ARPACK
+  (the path before issue 12, as a reference) and block power iteration, per layer and total, and an
   authors-style float32 baseline (reference_implementation.md section 1.3, "Post-epoch convergence").
 * ``overhead``: cost of putting the power iteration into the graph through the lambda * K(f)^2 term of
   main eq. (3), per training step.
@@ -44,7 +45,8 @@ from lipcert.data.tensor_data import as_model_input
 from lipcert.data.two_moons import make_two_moons
 from lipcert.losses import calibrated_loss, cross_entropy_loss
 from lipcert.models import LipschitzClassifier, build_model, load_architectures
-from lipcert.power_iteration import converge_layer
+from lipcert.power_iteration import converge_layer, converge_spectral_layers
+from lipcert.reference_solvers import arpack_converge
 from lipcert.tightness import sample_pairs, tightness_attack
 
 __all__ = [
@@ -59,10 +61,10 @@ __all__ = [
 
 ModelFactory = Callable[[], LipschitzClassifier]
 
-CONVERGE_METHODS = ("lanczos", "block_power")
+CONVERGE_METHODS = ("lanczos", "arpack", "block_power")
 BENCHMARKS = ("converge", "overhead", "loss", "tightness", "loading", "fwdbwd", "soc_truncation")
 DEFAULT_MODELS = {
-    "converge": ("4C3F", "6C2F", "8C2F"),
+    "converge": ("4C3F", "4C3F_authors_code", "6C2F", "8C2F"),
     "overhead": ("4C3F", "6C2F"),
     "loss": ("4C3F",),
     "loading": ("4C3F", "6C2F", "8C2F"),
@@ -149,10 +151,24 @@ def _converge_timed(model: LipschitzClassifier, *, tol: float, method: str, bloc
     per_layer_tol = tol / max(1, len(layers))
     rows = []
     k_body = 1.0
-    for index, layer in enumerate(layers):
+    if method == "lanczos":
+        # the library path: all layers in lock step (per-layer times are not separable)
         start = time.perf_counter()
-        result = converge_layer(layer, tol=per_layer_tol, max_iter=max_iter, method=method, block_size=block_size)
-        seconds = time.perf_counter() - start
+        results = converge_spectral_layers(layers, tol=per_layer_tol, max_iter=max_iter)
+        timed = [(r, None) for r in results]
+        total = time.perf_counter() - start
+    else:
+        timed = []
+        for layer in layers:
+            start = time.perf_counter()
+            if method == "arpack":  # SciPy's ARPACK (the converge path before issue 12), CPU only
+                result = arpack_converge(layer, tol=per_layer_tol, max_iter=max_iter)
+            else:
+                result = converge_layer(layer, tol=per_layer_tol, max_iter=max_iter, method=method,
+                                        block_size=block_size)
+            timed.append((result, time.perf_counter() - start))
+        total = sum(seconds for _, seconds in timed)
+    for index, (layer, (result, seconds)) in enumerate(zip(layers, timed)):
         k_body *= result.sigma
         rows.append({
             "layer": index,
@@ -168,7 +184,7 @@ def _converge_timed(model: LipschitzClassifier, *, tol: float, method: str, bloc
     return {
         "method": method,
         "block_size": block_size if method == "block_power" else None,
-        "seconds": sum(r["seconds"] for r in rows),
+        "seconds": total,
         "iterations": sum(r["iterations"] for r in rows),
         "converged": all(r["converged"] for r in rows),
         "k_body": k_body,
@@ -196,10 +212,14 @@ def benchmark_converge(make_model: ModelFactory, *, label: str = "", tol: float 
     for method in methods:
         if method not in CONVERGE_METHODS:
             raise ValueError(f"unknown method {method!r}; expected one of {CONVERGE_METHODS}")
-    caps = {"lanczos": max_iter, "block_power": block_power_max_iter}
+    caps = {"lanczos": max_iter, "arpack": max_iter, "block_power": block_power_max_iter}
     results = {m: _converge_timed(make_model(), tol=tol, method=m, block_size=block_size, max_iter=caps[m])
                for m in methods}
     reference = results[methods[0]]
+    for method, m in results.items():
+        m["max_rel_diff_sigma_vs_reference"] = max(
+            (abs(a["sigma"] - b["sigma"]) / b["sigma"] if b["sigma"] > 0 else abs(a["sigma"])
+             for a, b in zip(m["layers"], reference["layers"])), default=0.0)
     authors = authors_style_convergence(make_model(), tol=authors_tol, max_sweeps=authors_max_sweeps)
     authors["rel_error_k_body"] = (reference["k_body"] - authors["k_body"]) / reference["k_body"]
     authors["rel_error_k_global"] = (reference["k_global"] - authors["k_global"]) / reference["k_global"]
@@ -473,10 +493,12 @@ def _format_converge(r: dict) -> list[str]:
     lines = [f"converge {r['model']} (tol {r['tol']:g})"]
     for method, m in r["methods"].items():
         lines.append(f"  {method:<12} total {m['seconds']:9.2f} s  {m['iterations']:7d} it  "
-                     f"K_body {m['k_body']:.12g}  converged {m['converged']}")
+                     f"K_body {m['k_body']:.12g}  converged {m['converged']}  "
+                     f"max |d sigma|/sigma vs {next(iter(r['methods']))} {m['max_rel_diff_sigma_vs_reference']:.2e}")
         for layer in m["layers"]:
             lines.append(f"    layer {layer['layer']} {layer['kind']:<15} {str(tuple(layer['input_shape'])):<16} "
-                         f"sigma {layer['sigma']:.12f}  it {layer['iterations']:6d}  {layer['seconds']:8.3f} s"
+                         f"sigma {layer['sigma']:.12f}  it {layer['iterations']:6d}  "
+                         + ("   (together)" if layer["seconds"] is None else f"{layer['seconds']:8.3f} s")
                          + ("" if layer["converged"] else "  NOT CONVERGED"))
     for method in r.get("skipped_methods", []):
         lines.append(f"  {method:<12} skipped ({r['skip_reason']})")
@@ -535,16 +557,17 @@ def _emit(result: dict) -> None:
 
 def _run_converge(args: argparse.Namespace) -> None:
     for name in args.models or DEFAULT_MODELS["converge"]:
-        methods = list(CONVERGE_METHODS)
-        skipped = []
-        if name in BLOCK_POWER_SKIPPED_BY_DEFAULT and not args.block_power_all:
+        methods = list(args.methods or CONVERGE_METHODS)
+        skipped = [m for m in CONVERGE_METHODS if m not in methods]
+        if "block_power" in methods and name in BLOCK_POWER_SKIPPED_BY_DEFAULT and not args.block_power_all:
             methods.remove("block_power")
             skipped.append("block_power")
         result = benchmark_converge(_factory(name, args.seed), label=name, tol=args.tol, methods=methods,
                                     block_size=args.block_size, block_power_max_iter=args.block_power_max_iter)
         if skipped:
             result["skipped_methods"] = skipped
-            result["skip_reason"] = "takes > 10 min on 2 threads; include it with --block-power-all"
+            result["skip_reason"] = ("not in --methods" if args.methods else
+                                     "takes > 10 min on 2 threads; include it with --block-power-all")
         _emit(result)
 
 
@@ -602,10 +625,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("benchmark", choices=(*BENCHMARKS, "all"))
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--models", nargs="+", default=None,
-                        help="architectures for converge/overhead/loss (defaults: converge 4C3F 6C2F 8C2F, "
+                        help="architectures for converge/overhead/loss (defaults: converge 4C3F 4C3F_authors_code 6C2F 8C2F, "
                              "overhead 4C3F 6C2F, loss 4C3F)")
     parser.add_argument("--seed", type=int, default=0, help="model initialisation and data seed (default 0)")
     parser.add_argument("--tol", type=float, default=1e-9, help="converge: relative tolerance (default 1e-9)")
+    parser.add_argument("--methods", nargs="+", choices=CONVERGE_METHODS, default=None,
+                        help="converge: methods to run, the first is the reference (default: all)")
     parser.add_argument("--block-size", type=int, default=4, help="converge: block power block size (default 4)")
     parser.add_argument("--block-power-all", action="store_true",
                         help="converge: also run block power on " + ", ".join(BLOCK_POWER_SKIPPED_BY_DEFAULT)

@@ -18,10 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from .devices import full_precision
+from .tensor_checks import require
+
 __all__ = [
     "DEFAULT_EPS_LIST",
     "RADIUS_QUANTILE_LEVELS",
     "CertificationResult",
+    "certification_logits",
+    "certification_tensors",
     "certified_margins",
     "certify",
     "certify_model",
@@ -88,10 +93,9 @@ def _check_logits_and_constants(logits: torch.Tensor, k_pairwise: torch.Tensor) 
             f"k_pairwise must have shape ({c}, {c}) to match logits with {c} classes, "
             f"got {tuple(k_pairwise.shape)}"
         )
-    if not torch.isfinite(k_pairwise).all():
-        raise ValueError("k_pairwise contains non-finite values; expected finite Lipschitz constants")
-    if (k_pairwise < 0).any():
-        raise ValueError(f"k_pairwise must be non-negative, got minimum {float(k_pairwise.min())}")
+    # queued on the device, not read back (lipcert.tensor_checks)
+    require(torch.isfinite(k_pairwise).all(), "k_pairwise contains non-finite values; expected finite Lipschitz constants")
+    require((k_pairwise >= 0).all(), "k_pairwise must be non-negative Lipschitz constants")
 
 
 def _predicted_margins(logits: torch.Tensor, k_pairwise: torch.Tensor):
@@ -135,6 +139,22 @@ def _as_eps_tuple(eps_list: Sequence[float]) -> tuple[float, ...]:
     return eps
 
 
+def certification_tensors(logits: torch.Tensor, labels: torch.Tensor, k_pairwise: torch.Tensor,
+                          eps: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The device part of :func:`certify` (eq. (18)), without any host read.
+
+    Returns the predictions (N,), ``correct`` (N,), ``certified`` (E, N) (correct and f_j - f_i > eps K_ji for
+    every i != j, strict) and the radii (N,), 0 for misclassified samples, all on the logits' device.
+    """
+    pred, margins, k_rows, others = _predicted_margins(logits, k_pairwise)
+    correct = pred == labels.long()
+    eps_t = torch.tensor(tuple(eps), dtype=torch.float64, device=margins.device)[:, None, None]
+    beats_all = ((margins[None] > eps_t * k_rows[None]) | ~others[None]).all(dim=2)  # (E, N)
+    certified = beats_all & correct[None]
+    radii = certified_margins(logits, k_pairwise)
+    return pred, correct, certified, torch.where(correct, radii, torch.zeros_like(radii))
+
+
 def certify(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -155,20 +175,15 @@ def certify(
         )
     n, c = logits.shape
     labels = labels.to(logits.device)
-    if n and (labels.min() < 0 or labels.max() >= c):
-        raise ValueError(f"labels must lie in [0, {c - 1}], got range [{int(labels.min())}, {int(labels.max())}]")
+    if n:
+        require(((labels >= 0) & (labels < c)).all(), f"labels must lie in [0, {c - 1}]")
     eps = _as_eps_tuple(eps_list)
-
-    pred, margins, k_rows, others = _predicted_margins(logits, k_pairwise)
-    correct = pred == labels.long()
-    eps_t = torch.tensor(eps, dtype=torch.float64, device=margins.device)[:, None, None]
-    beats_all = ((margins[None] > eps_t * k_rows[None]) | ~others[None]).all(dim=2)  # (E, N)
-    certified = beats_all & correct[None]
+    pred, correct, certified, radii = certification_tensors(logits, labels, k_pairwise, eps)
     denom = max(n, 1)
-    cra = tuple(float(v) / denom for v in certified.sum(dim=1).tolist())
-
-    radii = certified_margins(logits, k_pairwise)
-    radii = torch.where(correct, radii, torch.zeros_like(radii)).cpu().numpy()
+    # the one host transfer of a certification: counts, then the per-sample arrays
+    tallies = torch.cat((correct.sum()[None], certified.sum(dim=1))).tolist()
+    cra = tuple(float(v) / denom for v in tallies[1:])
+    radii = radii.cpu().numpy()
     if n:
         quantiles = tuple(float(q) for q in np.quantile(radii, RADIUS_QUANTILE_LEVELS))
         finite = radii[np.isfinite(radii)]
@@ -182,7 +197,7 @@ def certify(
 
     return CertificationResult(
         n_samples=n,
-        clean_accuracy=float(correct.sum()) / denom,
+        clean_accuracy=float(tallies[0]) / denom,
         eps_list=eps,
         certified_accuracy=cra,
         radii=radii,
@@ -217,13 +232,18 @@ def certify_model(
             f"inputs and labels must have the same number of samples, got {inputs.shape[0]} and {labels.shape[0]}"
         )
     k_pairwise = model.pairwise_lipschitz()
+    return certify(certification_logits(model, inputs, batch_size), labels, k_pairwise, eps_list)
+
+
+def certification_logits(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits for certification: eval mode, no gradients, TF32 off (:func:`lipcert.devices.full_precision`),
+    ``batch_size`` inputs at a time; the model's train/eval mode is restored afterwards.  No host reads."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            logits = torch.cat(
+        with torch.no_grad(), full_precision():
+            return torch.cat(
                 [model(inputs[start:start + batch_size]) for start in range(0, inputs.shape[0], batch_size)]
             ) if inputs.shape[0] else model(inputs)
     finally:
         model.train(was_training)
-    return certify(logits, labels, k_pairwise, eps_list)

@@ -19,7 +19,7 @@ from torch import nn
 
 from .bounds import pairwise_constants, per_logit_constants, product
 from .one_lipschitz.base import LastLayerNormalizedLinear, OneLipschitzLayer
-from .power_iteration import LayerConvergence, SpectralConv2d, SpectralLinear
+from .power_iteration import LayerConvergence, SpectralConv2d, SpectralLinear, converge_spectral_layers
 
 __all__ = ["ConvergenceReport", "LipschitzClassifier"]
 
@@ -96,7 +96,13 @@ class LipschitzClassifier(nn.Module):
         start = time.perf_counter()
         layers = self.spectral_layers()
         per_layer_tol = tol / max(1, len(layers))
-        results = tuple(layer.converge_sigma(per_layer_tol, max_iter, method, block_size) for layer in layers)
+        spectral = [layer for layer in layers if isinstance(layer, (SpectralConv2d, SpectralLinear))]
+        together = {}
+        if method == "lanczos" and spectral:
+            # all spectral layers in lock step (one host read per Lanczos cycle for the whole body)
+            together = dict(zip(map(id, spectral), converge_spectral_layers(spectral, per_layer_tol, max_iter)))
+        results = tuple(together[id(layer)] if id(layer) in together
+                        else layer.converge_sigma(per_layer_tol, max_iter, method, block_size) for layer in layers)
         k_body = math.prod(r.sigma for r in results)
         k_global = k_body * float(self._head_pairwise().max()) if k_body > 0 else 0.0
         return ConvergenceReport(results, k_body, k_global, tol, time.perf_counter() - start)

@@ -21,11 +21,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
+from typing import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import nn
+
+from .lanczos import EigenProblem, TopEigenpair, top_eigenpairs, unit_vector
 
 # Layers with at most this many inputs are solved exactly with a dense SVD.
 _DENSE_LIMIT = 256
@@ -35,6 +37,7 @@ __all__ = [
     "SpectralConv2d",
     "SpectralLinear",
     "converge_layer",
+    "converge_spectral_layers",
 ]
 
 
@@ -46,16 +49,6 @@ class LayerConvergence:
     iterations: int
     converged: bool
     estimated_rel_error: float
-
-
-def _unit(v: torch.Tensor) -> torch.Tensor:
-    """Scale a tensor to unit Euclidean norm (over all its entries).
-
-    A zero tensor stays zero instead of becoming NaN; no epsilon is added to a non-zero norm, since
-    that would shrink the estimate for small weights (an unsound under-estimate).
-    """
-    n = torch.linalg.vector_norm(v)
-    return v / torch.where(n > 0, n, torch.ones_like(n))
 
 
 class _SpectralMixin:
@@ -101,7 +94,7 @@ class _SpectralMixin:
         if self.input_shape is None:
             raise RuntimeError(f"{type(self).__name__}: input shape unknown; call set_input_shape first")
         u = torch.randn(self.pi_vector.shape, generator=generator, dtype=torch.float64)
-        self.pi_vector.copy_(_unit(u).to(self.pi_vector.dtype))
+        self.pi_vector.copy_(unit_vector(u).to(self.pi_vector.dtype))
         self.sigma_converged.fill_(float("nan"))
         self._converged_at_version = None
 
@@ -126,7 +119,7 @@ class _SpectralMixin:
         ctx = torch.enable_grad() if grad_through_iterates else torch.no_grad()
         with ctx:
             for _ in range(n_iter):
-                u = _unit(self.apply_adjoint(self.apply_operator(u, w), w))
+                u = unit_vector(self.apply_adjoint(self.apply_operator(u, w), w))
         if not grad_through_iterates:
             u = u.detach()
         sigma = torch.linalg.vector_norm(self.apply_operator(u, w))
@@ -143,9 +136,9 @@ class _SpectralMixin:
 
         ``method``:
 
-        * ``"lanczos"`` (default): implicitly restarted Lanczos (ARPACK, ``scipy.sparse.linalg.eigsh``)
-          on W^T W, warm-started from ``pi_vector``, stopping when the Ritz residual is below
-          ``tol`` times the Ritz value.  Krylov methods converge with the square root of the relative
+        * ``"lanczos"`` (default): thick-restart Lanczos with full re-orthogonalisation on W^T W
+          (:mod:`lipcert.lanczos`, pure torch on the weight's device), warm-started from ``pi_vector``,
+          stopping when the Ritz residual is below ``tol`` times the Ritz value (ARPACK's rule).  Krylov methods converge with the square root of the relative
           spectral gap; convolutions on large images have densely clustered top singular values, where
           (block) power iteration needs tens of thousands of steps (8C2F: 735 s vs 42 s, see
           docs/benchmarks.md).  Layers with at most ``_DENSE_LIMIT`` inputs are solved exactly by a dense SVD.
@@ -161,51 +154,51 @@ class _SpectralMixin:
         if max_iter < 1:
             raise ValueError(f"max_iter must be >= 1, got {max_iter}")
         if method == "lanczos":
-            result, vector = self._converge_lanczos(tol, max_iter)
-        elif method == "block_power":
+            return converge_spectral_layers([self], tol, max_iter)[0]
+        if method == "block_power":
             result, vector = self._converge_block_power(tol, max_iter, block_size)
         else:
             raise ValueError(f"unknown method {method!r}; expected 'lanczos' or 'block_power'")
-        self.pi_vector.copy_(vector.to(self.pi_vector.dtype))
-        self.sigma_converged.fill_(result.sigma)
-        self._converged_at_version = self.weight._version
+        self._store_converged(result, vector)
         return result
 
     def _start_vector(self) -> torch.Tensor:
-        u = self.pi_vector.to(torch.float64)
-        if torch.linalg.vector_norm(u) == 0:
-            u = torch.randn(u.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-        return _unit(u)
+        """The warm start ``pi_vector`` in float64, unit norm; a fixed-seed random vector if it is zero.
 
-    def _converge_lanczos(self, tol: float, max_iter: int) -> tuple[LayerConvergence, torch.Tensor]:
+        Chosen with ``torch.where`` on the weight's device (no host read of the norm)."""
+        u = self.pi_vector.to(torch.float64)
+        fallback = torch.randn(u.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(u.device)
+        return unit_vector(torch.where(torch.linalg.vector_norm(u) > 0, u, fallback))
+
+    def gram_operator(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """x -> W^T W x on flat float64 vectors of the layer's input size, on the weight's device (no bias)."""
         w = self.weight.detach().to(torch.float64)
         shape = tuple(self.pi_vector.shape)
-        n = math.prod(shape)
-        if n <= _DENSE_LIMIT:
-            u, s, vh = torch.linalg.svd(self.dense_operator(), full_matrices=False)
-            return LayerConvergence(float(s[0]), 1, True, 0.0), vh[:1].reshape(shape)
-        count = [0]
 
-        def gram_matvec(x: np.ndarray) -> np.ndarray:
-            count[0] += 1
-            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)).reshape(shape)
-            return self.apply_adjoint(self.apply_operator(t, w), w).reshape(-1).numpy()
+        def gram(x: torch.Tensor) -> torch.Tensor:
+            return self.apply_adjoint(self.apply_operator(x.reshape(shape), w), w).reshape(-1)
+        return gram
 
-        op = LinearOperator((n, n), matvec=gram_matvec, dtype=np.float64)
-        v0 = self._start_vector().reshape(-1).numpy()
-        try:
-            vals, vecs = eigsh(op, k=1, which="LA", tol=tol, v0=v0, ncv=min(n - 1, 32), maxiter=max_iter)
-            converged = True
-        except ArpackNoConvergence as err:
-            if len(err.eigenvalues) == 0:
-                sigma = float(torch.linalg.vector_norm(self.apply_operator(torch.from_numpy(v0).reshape(shape), w)))
-                return LayerConvergence(sigma, count[0], False, math.inf), torch.from_numpy(v0).reshape(shape)
-            vals, vecs, converged = err.eigenvalues, err.eigenvectors, False
-        vector = _unit(torch.from_numpy(np.ascontiguousarray(vecs[:, 0])).reshape(shape))
-        # sigma from the Ritz vector itself (||W v||), consistent with the stored iterate
-        sigma = float(torch.linalg.vector_norm(self.apply_operator(vector, w)))
-        sigma = max(sigma, math.sqrt(max(float(vals[0]), 0.0)))
-        return LayerConvergence(sigma, count[0], converged, tol if converged else math.inf), vector
+    def uses_dense_solver(self) -> bool:
+        """Layers with at most ``_DENSE_LIMIT`` inputs are solved exactly by a dense SVD."""
+        return math.prod(self.pi_vector.shape) <= _DENSE_LIMIT
+
+    def _converge_dense(self) -> tuple[LayerConvergence, torch.Tensor]:
+        _, s, vh = torch.linalg.svd(self.dense_operator(), full_matrices=False)
+        return LayerConvergence(float(s[0]), 1, True, 0.0), vh[:1].reshape(self.pi_vector.shape)
+
+    def _from_ritz_pair(self, pair: TopEigenpair, tol: float) -> tuple[LayerConvergence, torch.Tensor]:
+        """sigma = max(||W y||, sqrt(theta)) for the unit Ritz vector y; both are <= ||W|| (from below)."""
+        w = self.weight.detach().to(torch.float64)
+        vector = pair.vector.reshape(self.pi_vector.shape)
+        sigma = max(float(torch.linalg.vector_norm(self.apply_operator(vector, w))), math.sqrt(pair.value))
+        error = pair.relative_residual if pair.converged else math.inf
+        return LayerConvergence(sigma, pair.matvecs, pair.converged, error), vector
+
+    def _store_converged(self, result: LayerConvergence, vector: torch.Tensor) -> None:
+        self.pi_vector.copy_(vector.to(self.pi_vector.dtype))
+        self.sigma_converged.fill_(result.sigma)
+        self._converged_at_version = self.weight._version
 
     def _converge_block_power(self, tol: float, max_iter: int, block_size: int) -> tuple[LayerConvergence, torch.Tensor]:
         """Block power iteration (subspace iteration with Rayleigh-Ritz): the warm-started vector ``pi_vector``
@@ -229,7 +222,7 @@ class _SpectralMixin:
         n = math.prod(shape)
         b = min(block_size, n)
         gen = torch.Generator().manual_seed(0)
-        q = torch.randn((b, *shape), generator=gen, dtype=torch.float64)
+        q = torch.randn((b, *shape), generator=gen, dtype=torch.float64).to(w.device)
         q[0] = self._start_vector()[0]
         q = self._orthonormal_rows(q)
         sigma_prev = math.nan
@@ -300,7 +293,7 @@ class _SpectralMixin:
         if self.input_shape is None:
             raise RuntimeError("input shape unknown")
         n = math.prod(self.input_shape)
-        eye = torch.eye(n, dtype=dtype).reshape(n, *self.input_shape)
+        eye = torch.eye(n, dtype=dtype, device=self.weight.device).reshape(n, *self.input_shape)
         out = self.apply_operator(eye, self.weight.detach().to(dtype))
         return out.reshape(n, -1).T.contiguous()
 
@@ -387,3 +380,33 @@ def converge_layer(layer: _SpectralMixin, tol: float = 1e-9, max_iter: int = 100
                    block_size: int = 4) -> LayerConvergence:
     """Functional form of ``layer.converge_sigma``."""
     return layer.converge_sigma(tol=tol, max_iter=max_iter, method=method, block_size=block_size)
+
+
+def converge_spectral_layers(layers: Sequence[_SpectralMixin], tol: float = 1e-9,
+                             max_iter: int = 100_000) -> list[LayerConvergence]:
+    """Converge the spectral norms of several layers together and freeze them (``method="lanczos"``).
+
+    Small layers (at most ``_DENSE_LIMIT`` inputs) get a dense SVD; all others run thick-restart Lanczos
+    (:func:`lipcert.lanczos.top_eigenpairs`) in lock step, one host read per cycle for all of them, each on
+    its weight's device in float64.  Every layer's relative Ritz residual ends below ``tol``; the top vector
+    is written back to ``pi_vector`` as the next warm start.
+    """
+    if not (tol > 0):
+        raise ValueError(f"tol must be > 0, got {tol}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    outcomes: dict[int, tuple[LayerConvergence, torch.Tensor]] = {}
+    iterative = [i for i, layer in enumerate(layers) if not layer.uses_dense_solver()]
+    for i, layer in enumerate(layers):
+        if i not in iterative:
+            outcomes[i] = layer._converge_dense()
+    pairs = top_eigenpairs([EigenProblem(layers[i].gram_operator(), layers[i]._start_vector()) for i in iterative],
+                           tol, max_iter)
+    for i, pair in zip(iterative, pairs):
+        outcomes[i] = layers[i]._from_ritz_pair(pair, tol)
+    results = []
+    for i, layer in enumerate(layers):
+        result, vector = outcomes[i]
+        layer._store_converged(result, vector)
+        results.append(result)
+    return results

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from lipcert.attacks import frozen_model
+from lipcert.devices import full_precision
 
-__all__ = ["DEFAULT_N_PAIRS", "TightnessResult", "pair_quotients", "sample_pairs", "tightness_attack"]
+__all__ = ["DEFAULT_N_PAIRS", "TightnessResult", "attack_step", "pair_quotients", "sample_pairs", "tightness_attack"]
 
 # P in supplement C: "We sample 4000 pairs from the training dataset".
 DEFAULT_N_PAIRS = 4000
@@ -96,7 +97,9 @@ def pair_quotients(logits1: torch.Tensor, logits2: torch.Tensor, x1: torch.Tenso
 
 
 def _attack_chunk(model, x1, x2, steps, lr, domain, generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adam ascent on the summed quotients of one chunk; returns (per-step max (steps+1,), per-pair max)."""
+    """Adam ascent on the summed quotients of one chunk; returns (per-step max (steps+1,), per-pair max) on the CPU.
+
+    The step loop (:func:`attack_step`) reads nothing back to the host; the maxima are copied once at the end."""
     x1 = x1.detach().clone()
     x2 = x2.detach().clone()
     same = (x1 - x2).flatten(1).abs().amax(dim=1) == 0
@@ -113,17 +116,24 @@ def _attack_chunk(model, x1, x2, steps, lr, domain, generator) -> tuple[torch.Te
     x1.requires_grad_(True)
     x2.requires_grad_(True)
     optimizer = torch.optim.Adam([x1, x2], lr=lr)
-    step_max = torch.empty(steps + 1, dtype=torch.float64)
+    step_max = torch.empty(steps + 1, dtype=torch.float64, device=x1.device)
     pair_max = torch.zeros(x1.shape[0], dtype=torch.float64, device=x1.device)
     for t in range(steps + 1):
-        with torch.enable_grad():
-            quotients = pair_quotients(model(x1), model(x2), x1, x2)
-        with torch.no_grad():
-            q = quotients.detach().to(torch.float64)
-            pair_max = torch.maximum(pair_max, q)
-            step_max[t] = q.max()
-        if t == steps:
-            break
+        pair_max = attack_step(model, optimizer, x1, x2, step_max, pair_max, t, t < steps, domain)
+    return step_max.cpu(), pair_max.cpu()
+
+
+def attack_step(model, optimizer: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor, step_max: torch.Tensor,
+                pair_max: torch.Tensor, t: int, ascend: bool, domain: tuple[float, float] | None) -> torch.Tensor:
+    """One step of the attack (eq. (19)): record the quotients of the current points in ``step_max[t]`` and the
+    returned per-pair maxima, then (``ascend``) one Adam step on both inputs and the clamp into ``domain``."""
+    with torch.enable_grad():
+        quotients = pair_quotients(model(x1), model(x2), x1, x2)
+    with torch.no_grad():
+        q = quotients.detach().to(torch.float64)
+        pair_max = torch.maximum(pair_max, q)
+        step_max[t] = q.max()
+    if ascend:
         optimizer.zero_grad(set_to_none=True)
         (-quotients.sum()).backward()
         optimizer.step()
@@ -131,7 +141,7 @@ def _attack_chunk(model, x1, x2, steps, lr, domain, generator) -> tuple[torch.Te
             with torch.no_grad():
                 x1.clamp_(domain[0], domain[1])
                 x2.clamp_(domain[0], domain[1])
-    return step_max, pair_max.cpu()
+    return pair_max
 
 
 def tightness_attack(
@@ -185,7 +195,7 @@ def tightness_attack(
     chunk = n_pairs if batch_size is None else batch_size
     step_maxima, pair_maxima = [], []
     start = time.perf_counter()
-    with frozen_model(model):
+    with frozen_model(model), full_precision():
         for first in range(0, n_pairs, chunk):
             step_max, pair_max = _attack_chunk(
                 model, x1[first:first + chunk], x2[first:first + chunk], steps, lr, domain, generator

@@ -25,6 +25,7 @@ import torch
 
 from .certification import certify_model
 from .data.tensor_data import TensorData, as_model_input
+from .devices import describe_device, resolve_device, set_deterministic
 from .io_utils import atomic_torch_save, atomic_write_json, read_json
 from .losses import (SLL_OFFSET, SLL_TEMPERATURE, aol_loss, calibrated_loss, calibration_scale,
                      certificate_regularized_loss, cross_entropy_loss, gloro_loss, margin_hinge_loss)
@@ -192,6 +193,12 @@ def evaluate(model: LipschitzClassifier, x: torch.Tensor, y: torch.Tensor, eps_l
     return out
 
 
+def _non_finite(value: float, epoch: int, epoch_start_iteration: int, batch: int) -> NonFiniteLossError:
+    """The error for the first non-finite loss of an epoch (0-based epoch and batch index)."""
+    return NonFiniteLossError(f"non-finite loss ({value}) at epoch {epoch + 1}, iteration "
+                              f"{epoch_start_iteration + batch + 1} (batch {batch + 1} of the epoch)")
+
+
 def _check_resumable(ckpt: dict, cfg: RunConfig, path: Path) -> None:
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise RuntimeError(f"{path}: checkpoint version {ckpt.get('version')} != {CHECKPOINT_VERSION}; "
@@ -203,7 +210,8 @@ def _check_resumable(ckpt: dict, cfg: RunConfig, path: Path) -> None:
 
 
 def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=None, progress: bool = True,
-              max_epochs_this_call: int | None = None, device: str | torch.device = "cpu") -> dict | None:
+              max_epochs_this_call: int | None = None, device: str | torch.device = "cpu",
+              deterministic: bool = False) -> dict | None:
     """Train (or resume, or return the finished result of) one run in ``out_dir``.
 
     Returns the final metrics dict, or None when ``max_epochs_this_call`` stopped the run early (the
@@ -212,6 +220,8 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     """
     from .tracking import write_metrics  # light import; MLflow is only touched through ``tracker``
 
+    device = resolve_device(device)
+    set_deterministic(deterministic)
     files = RunFiles(Path(out_dir))
     files.root.mkdir(parents=True, exist_ok=True)
     if files.metrics.exists():
@@ -222,7 +232,6 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
         return done["metrics"]
     torch.set_num_threads(cfg.threads)
     atomic_write_json(files.config, cfg.to_dict())
-    device = torch.device(device)
 
     seed_everything(cfg.seed)
     model = build_model(cfg.model, seed=cfg.seed, head=cfg.head).to(device)
@@ -260,31 +269,51 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
                 group["lr"] = lr
             model.train()
             perm = torch.randperm(n, generator=order).to(device)
-            loss_sum, correct, seen = 0.0, 0, 0
-            k_train = float("nan")
-            for b in range(iters_per_epoch):
-                idx = perm[b * bs:(b + 1) * bs]
-                xb, yb = as_model_input(x_train[idx]), y_train[idx]
-                if data.augment is not None:
-                    xb = data.augment(xb, aug_gen)
-                logits = model(xb)
-                k_body = model.body_lipschitz(cfg.loss.power_iter) if needs_bound else torch.ones((), device=device)
-                loss = loss_fn(logits, yb, k_body, model.head_weight(), iteration)
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise NonFiniteLossError(f"non-finite loss ({loss_value}) at epoch {epoch + 1}, "
-                                             f"iteration {iteration + 1} (batch {b + 1} of the epoch)")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.optim.lr_schedule == "triangular":
-                    for group in optimizer.param_groups:
-                        group["lr"] = learning_rate(cfg, epoch, iteration, total)
-                optimizer.step()
-                iteration += 1
-                loss_sum += loss_value * yb.shape[0]
-                correct += int((logits.detach().argmax(1) == yb).sum())
-                seen += yb.shape[0]
-                k_train = float(k_body.detach())
+            # Per-epoch sums stay on the device and are read once after the loop: no host synchronisation
+            # inside it (issue 12).  The first non-finite loss of the epoch is remembered by its batch index.
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+            bad_loss = torch.zeros((), dtype=torch.float64, device=device)
+            k_train = torch.full((), float("nan"), device=device)
+            seen = 0
+            epoch_start_iteration = iteration
+            try:
+                for b in range(iters_per_epoch):
+                    idx = perm[b * bs:(b + 1) * bs]
+                    xb, yb = as_model_input(x_train[idx]), y_train[idx]
+                    if data.augment is not None:
+                        xb = data.augment(xb, aug_gen)
+                    logits = model(xb)
+                    k_body = model.body_lipschitz(cfg.loss.power_iter) if needs_bound else torch.ones((), device=device)
+                    loss = loss_fn(logits, yb, k_body, model.head_weight(), iteration)
+                    detached = loss.detach().to(torch.float64)
+                    newly_bad = (first_bad < 0) & ~torch.isfinite(detached)
+                    first_bad = torch.where(newly_bad, b, first_bad)
+                    bad_loss = torch.where(newly_bad, detached, bad_loss)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.optim.lr_schedule == "triangular":
+                        for group in optimizer.param_groups:
+                            group["lr"] = learning_rate(cfg, epoch, iteration, total)
+                    optimizer.step()
+                    iteration += 1
+                    loss_sum += detached * yb.shape[0]
+                    correct += (logits.detach().argmax(1) == yb).sum()
+                    seen += yb.shape[0]
+                    k_train = k_body.detach()
+            except Exception as err:
+                # a failure after a non-finite loss (NaN weights can break a later step) is reported as that loss
+                if int(first_bad) >= 0:
+                    raise _non_finite(float(bad_loss), epoch, epoch_start_iteration, int(first_bad)) from err
+                raise
+            # the epoch's one host read: its sums and the non-finite guard
+            bad_batch, bad_value, loss_total, correct_total, k_train = torch.stack(
+                (first_bad.to(torch.float64), bad_loss, loss_sum, correct.to(torch.float64),
+                 k_train.to(torch.float64))).tolist()
+            if bad_batch >= 0:
+                raise _non_finite(bad_value, epoch, epoch_start_iteration, int(bad_batch))
+            loss_sum, correct = loss_total, int(correct_total)
             report = model.converge(cfg.converge_tol)
             entry = {"epoch": epoch + 1, "iteration": iteration, "lr": lr, "loss": loss_sum / max(seen, 1),
                      "train_batch_acc": 100.0 * correct / max(seen, 1), "k_body_train": k_train,
@@ -322,7 +351,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     atomic_write_json(files.history, history)
     record = write_metrics(files.metrics, final, cfg.to_dict(), cfg.seed, elapsed,
                            extra={"fingerprint": cfg.fingerprint(), "data": data.label,
-                                  "iterations_per_epoch": iters_per_epoch})
+                                  "iterations_per_epoch": iters_per_epoch, "numerics": describe_device(device)})
     if files.failed.exists():
         files.failed.unlink()
     if tracker is not None:

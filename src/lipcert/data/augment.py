@@ -25,6 +25,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..tensor_checks import require
+
 __all__ = [
     "GREY_WEIGHTS",
     "AugmentParams",
@@ -65,8 +67,9 @@ def crop_padded(x: torch.Tensor, pad: int, top: torch.Tensor, left: torch.Tensor
     top, left = top.to(x.device).long(), left.to(x.device).long()
     if top.shape != (b,) or left.shape != (b,):
         raise ValueError(f"top/left must have shape ({b},), got {tuple(top.shape)} and {tuple(left.shape)}")
-    if b and (int(top.min()) < 0 or int(left.min()) < 0 or int(top.max()) > 2 * pad or int(left.max()) > 2 * pad):
-        raise ValueError(f"crop offsets must lie in [0, {2 * pad}] for pad={pad}")
+    if b:  # queued, not read back (lipcert.tensor_checks): no host synchronisation per training step
+        offsets = torch.cat((top, left))
+        require(((offsets >= 0) & (offsets <= 2 * pad)).all(), f"crop offsets must lie in [0, {2 * pad}] for pad={pad}")
     padded = F.pad(x, (pad, pad, pad, pad))
     rows = top[:, None] + torch.arange(h, device=x.device)          # (B, H)
     cols = left[:, None] + torch.arange(w, device=x.device)         # (B, W)

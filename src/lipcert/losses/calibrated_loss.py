@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from lipcert.bounds import pairwise_row_distances, row_norms
+from lipcert.tensor_checks import require
 
 __all__ = [
     "NORMALISATIONS",
@@ -125,10 +126,8 @@ def _check_inputs(logits: torch.Tensor, targets: torch.Tensor, k_body: torch.Ten
         raise ValueError(f"targets must have shape ({batch},), got {tuple(targets.shape)}")
     if targets.dtype != torch.int64:
         raise ValueError(f"targets must be int64 class indices, got dtype {targets.dtype}")
-    if batch > 0 and (int(targets.min()) < 0 or int(targets.max()) >= classes):
-        raise ValueError(
-            f"targets must lie in [0, {classes - 1}], got range [{int(targets.min())}, {int(targets.max())}]"
-        )
+    if batch > 0:  # queued, not read back: no host synchronisation per training step (lipcert.tensor_checks)
+        require(((targets >= 0) & (targets < classes)).all(), f"targets must lie in [0, {classes - 1}]")
     if not torch.is_tensor(k_body) or k_body.numel() != 1:
         raise ValueError(f"k_body must be a scalar tensor, got {type(k_body).__name__} "
                          f"with shape {tuple(getattr(k_body, 'shape', ()))}")
@@ -276,8 +275,8 @@ def binary_calibrated_loss(
         raise ValueError(f"scores must be 1-D (batch,), got shape {tuple(scores.shape)}")
     if labels.shape != scores.shape:
         raise ValueError(f"labels must have shape {tuple(scores.shape)}, got {tuple(labels.shape)}")
-    if labels.numel() > 0 and not bool(((labels == 1) | (labels == -1)).all()):
-        raise ValueError("labels must be -1 or +1 (main eq. (4) uses y in {-1, 1})")
+    if labels.numel() > 0:
+        require(((labels == 1) | (labels == -1)).all(), "labels must be -1 or +1 (main eq. (4) uses y in {-1, 1})")
     if not torch.is_tensor(lipschitz) or lipschitz.numel() != 1:
         raise ValueError("lipschitz must be a scalar tensor (the Lipschitz constant K of the score)")
     lam = float(lam)
