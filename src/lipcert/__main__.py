@@ -29,12 +29,11 @@ def _tracker(args, cfg, experiment: str, run_name: str):
                       tags={"model": cfg.model, "loss": cfg.loss.name, "seed": cfg.seed})
 
 
-def _device(name: str) -> str:
-    import torch
+def _device(name: str):
+    """The torch device of ``--device``; fails at once, naming the problem, when it does not exist."""
+    from .devices import resolve_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    return resolve_device(name)
 
 
 def _run_data(cfg_data, data_path: str | None):
@@ -58,6 +57,7 @@ def cmd_train(args) -> int:
     from .params import run_config_from_params
     from .training import train_run
 
+    device = _device(args.device)  # before anything is loaded: a missing GPU fails at once
     cfg = run_config_from_params(args.params, args.experiment, args.set, seed=args.seed)
     if args.threads:
         from dataclasses import replace
@@ -72,7 +72,7 @@ def cmd_train(args) -> int:
         if tracker.enabled:
             tracker.log_params(cfg.to_dict())
         metrics = train_run(cfg, data, out, tracker=tracker if tracker.enabled else None,
-                            progress=not args.no_progress, device=_device(args.device))
+                            progress=not args.no_progress, device=device, deterministic=args.deterministic)
         if metrics is not None and tracker.enabled:
             _log_history_figure(out, tracker)
     if metrics is not None:
@@ -93,19 +93,21 @@ def cmd_certify(args) -> int:
 
     from .certification import certify_model
     from .data.tensor_data import as_model_input
+    from .devices import describe_device
     from .io_utils import atomic_write_json
     from .training import load_trained_model
 
+    device = _device(args.device)
     torch.set_num_threads(args.threads)
-    cfg, model = load_trained_model(args.run)
+    cfg, model = load_trained_model(args.run, device=device)
     report = model.converge(args.tol)
     data = _run_data(cfg.data, args.data)
     eps = tuple(args.eps) if args.eps else cfg.eval_eps
-    res = certify_model(model, as_model_input(data.x_test), data.y_test, eps)
+    res = certify_model(model, as_model_input(data.x_test.to(device)), data.y_test.to(device), eps)
     out = Path(args.out) if args.out else Path(args.run) / "certify.json"
     summary = res.summary()
     summary.update({"k_body": report.k_body, "converge_iterations": report.iterations, "converge_tol": args.tol,
-                    "converged": report.converged, "data": data.label})
+                    "converged": report.converged, "data": data.label, "numerics": describe_device(device)})
     atomic_write_json(out, summary)
     print(f"{out}: clean={100 * res.clean_accuracy:.2f}% " + " ".join(
         f"CRA@{e:.4g}={100 * c:.2f}%" for e, c in zip(res.eps_list, res.certified_accuracy)) + f" K(f)={res.global_lipschitz:.5g}")
@@ -117,11 +119,13 @@ def cmd_tightness(args) -> int:
 
     from .data.tensor_data import as_model_input
     from .io_utils import atomic_write_json
+    from .devices import describe_device
     from .tightness import sample_pairs, tightness_attack
     from .training import load_trained_model
 
+    device = _device(args.device)
     torch.set_num_threads(args.threads)
-    cfg, model = load_trained_model(args.run)
+    cfg, model = load_trained_model(args.run, device=device)
     model.converge(args.tol)
     data = _run_data(cfg.data, args.data)
     g = torch.Generator().manual_seed(args.seed)
@@ -131,11 +135,13 @@ def cmd_tightness(args) -> int:
     x1, x2 = as_model_input(x1), as_model_input(x2)
     if data.augment is not None:
         x1, x2 = data.augment(x1, g), data.augment(x2, g)
+    x1, x2 = x1.to(device), x2.to(device)  # drawn and augmented on the CPU: the same pairs on every device
     res = tightness_attack(model, x1, x2, steps=args.steps, lr=args.lr, domain=data.domain,
                            batch_size=args.batch_size, generator=g)
     out = Path(args.out) if args.out else Path(args.run) / "tightness.json"
     summary = res.summary()
-    summary.update({"pairs": n_pairs, "steps": args.steps, "lr": args.lr, "seed": args.seed})
+    summary.update({"pairs": n_pairs, "steps": args.steps, "lr": args.lr, "seed": args.seed,
+                    "numerics": describe_device(device)})
     atomic_write_json(out, summary)
     print(f"{out}: lower bound={res.lower_bound:.5g} K(f)={res.global_lipschitz:.5g} "
           f"tightness={100 * res.tightness:.1f}% ({res.pair_steps_per_second:.3g} pair-steps/s)")
@@ -226,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, help="torch threads (default: params 'threads')")
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     t.add_argument("--data", default=None, help="prepared data cache (.npz); default: generate from params")
+    t.add_argument("--deterministic", action="store_true",
+                   help="deterministic GPU kernels (cuDNN deterministic, no autotuning; README 'GPU numerics')")
     t.add_argument("--no-progress", action="store_true")
     common(t)
     t.set_defaults(func=cmd_train)
@@ -237,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", default=None)
     c.add_argument("--data", default=None, help="prepared data cache (.npz)")
     c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     c.set_defaults(func=cmd_certify)
 
     k = sub.add_parser("tightness", help="tightness attack on a finished run")
@@ -250,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--out", default=None)
     k.add_argument("--data", default=None, help="prepared data cache (.npz)")
     k.add_argument("--threads", type=int, default=1)
+    k.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     k.set_defaults(func=cmd_tightness)
 
     pd = sub.add_parser("prepare-data", help="prepare a params file's dataset into a verified cache")

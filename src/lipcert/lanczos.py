@@ -14,6 +14,8 @@ device of the weight, in float64, without ever moving an iterate to the host:
   pair (theta, y) has the residual r = A y - theta y, and a problem has converged once
   ||r|| <= tol * theta, the stopping rule of ARPACK (``eigsh(tol=...)``).  This is the one host read of
   a cycle, taken for all problems at once.
+* **Early checks**: the first cycle is also checked after 4, 8 and 16 steps (``FIRST_CYCLE_CHECKS``), so a warm
+  start that is already (nearly) converged stops after a few operator applications.
 * **Thick restart**: the ``keep`` largest Ritz vectors (and their images, so no operator application is
   repeated) plus the last basis vector, which is orthogonal to them, start the next cycle.
 
@@ -37,6 +39,9 @@ __all__ = ["DEFAULT_BASIS_SIZE", "DEFAULT_KEEP", "EigenProblem", "TopEigenpair",
 # chosen by `python -m lipcert.bench converge` (docs/benchmarks.md 1.1).
 DEFAULT_BASIS_SIZE = 32
 DEFAULT_KEEP = 12
+# The first cycle is also checked after this many steps: a warm start that is already converged (the epoch's
+# bound after a few optimiser steps) then costs a few operator applications, not a whole cycle.
+FIRST_CYCLE_CHECKS = (4, 8, 16)
 
 Operator = Callable[[torch.Tensor], torch.Tensor]
 
@@ -118,13 +123,15 @@ def top_eigenpairs(problems: Sequence[EigenProblem], tol: float, max_matvecs: in
         basis[0] = unit_vector(v0)
         states.append({"op": p.operator, "basis": basis, "images": torch.zeros((m, n), dtype=torch.float64,
                                                                              device=v0.device),
-                       "m": m, "k": min(keep, m - 2), "filled": 0, "matvecs": 0, "result": None})
+                       "m": m, "k": min(keep, m - 2), "filled": 0, "matvecs": 0, "result": None,
+                       "checks": [c for c in FIRST_CYCLE_CHECKS if c < m]})
     active = list(range(len(states)))
     while active:
         summaries = []
         for i in active:
             s = states[i]
-            stop = min(s["m"], s["filled"] + max_matvecs - s["matvecs"])
+            target = s["checks"].pop(0) if s["checks"] else s["m"]
+            stop = min(target, s["filled"] + max_matvecs - s["matvecs"])
             expand_basis(s["op"], s["basis"], s["images"], s["filled"], stop)
             s["matvecs"] += stop - s["filled"]
             s["size"] = stop
@@ -144,7 +151,10 @@ def top_eigenpairs(problems: Sequence[EigenProblem], tol: float, max_matvecs: in
                 rel = res / theta if theta > 0 else (0.0 if res == 0.0 else math.inf)
                 s["result"] = TopEigenpair(max(theta, 0.0), vector, s["matvecs"], bool(converged), rel)
                 continue
-            _restart(s)
+            if s["size"] < s["m"]:  # an early check of the first cycle: keep expanding the same basis
+                s["filled"] = s["size"]
+            else:
+                _restart(s)
             still.append(i)
         active = still
     return [s["result"] for s in states]

@@ -33,7 +33,7 @@ from .models import LipschitzClassifier, build_model
 from .run_config import RunConfig
 from .schedules import piecewise_linear_lr, step_decay_lr
 
-__all__ = ["NonFiniteLossError", "RunFiles", "TensorData", "train_run", "final_metrics_path"]
+__all__ = ["NonFiniteLossError", "RunFiles", "TensorData", "train_run", "train_step", "final_metrics_path"]
 
 CHECKPOINT_VERSION = 1
 
@@ -193,6 +193,23 @@ def evaluate(model: LipschitzClassifier, x: torch.Tensor, y: torch.Tensor, eps_l
     return out
 
 
+def train_step(model: LipschitzClassifier, optimizer: torch.optim.Optimizer, loss_fn, xb: torch.Tensor,
+               yb: torch.Tensor, iteration: int, power_iter: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimisation step (supplement B): forward, K_body from ``power_iter`` warm-started power-iteration steps
+    (None: no bound, K_body = 1), the loss at ``iteration``, backward, optimiser step.
+
+    Returns the detached float64 loss, logits and K_body, all on the batch's device; nothing is read back to
+    the host (a non-finite loss is the caller's to detect from the returned value).
+    """
+    logits = model(xb)
+    k_body = model.body_lipschitz(power_iter) if power_iter is not None else torch.ones((), device=xb.device)
+    loss = loss_fn(logits, yb, k_body, model.head_weight(), iteration)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach().to(torch.float64), logits.detach(), k_body.detach()
+
+
 def _non_finite(value: float, epoch: int, epoch_start_iteration: int, batch: int) -> NonFiniteLossError:
     """The error for the first non-finite loss of an epoch (0-based epoch and batch index)."""
     return NonFiniteLossError(f"non-finite loss ({value}) at epoch {epoch + 1}, iteration "
@@ -284,24 +301,19 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
                     xb, yb = as_model_input(x_train[idx]), y_train[idx]
                     if data.augment is not None:
                         xb = data.augment(xb, aug_gen)
-                    logits = model(xb)
-                    k_body = model.body_lipschitz(cfg.loss.power_iter) if needs_bound else torch.ones((), device=device)
-                    loss = loss_fn(logits, yb, k_body, model.head_weight(), iteration)
-                    detached = loss.detach().to(torch.float64)
-                    newly_bad = (first_bad < 0) & ~torch.isfinite(detached)
-                    first_bad = torch.where(newly_bad, b, first_bad)
-                    bad_loss = torch.where(newly_bad, detached, bad_loss)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
                     if cfg.optim.lr_schedule == "triangular":
                         for group in optimizer.param_groups:
                             group["lr"] = learning_rate(cfg, epoch, iteration, total)
-                    optimizer.step()
+                    detached, logits, k_body = train_step(model, optimizer, loss_fn, xb, yb, iteration,
+                                                          cfg.loss.power_iter if needs_bound else None)
+                    newly_bad = (first_bad < 0) & ~torch.isfinite(detached)
+                    first_bad = torch.where(newly_bad, b, first_bad)
+                    bad_loss = torch.where(newly_bad, detached, bad_loss)
                     iteration += 1
                     loss_sum += detached * yb.shape[0]
-                    correct += (logits.detach().argmax(1) == yb).sum()
+                    correct += (logits.argmax(1) == yb).sum()
                     seen += yb.shape[0]
-                    k_train = k_body.detach()
+                    k_train = k_body
             except Exception as err:
                 # a failure after a non-finite loss (NaN weights can break a later step) is reported as that loss
                 if int(first_bad) >= 0:
@@ -388,6 +400,7 @@ def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") 
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: {run_dir} is not a finished run (train it first)")
     cfg = load_run_config(read_json(files.config), where=str(files.config))
-    model = build_model(cfg.model, seed=cfg.seed, head=cfg.head)
-    model.load_state_dict(torch.load(files.model, map_location="cpu", weights_only=True))
-    return cfg, model.to(device)
+    # moved first, loaded second: the loaded frozen bound then belongs to the weights on ``device``
+    model = build_model(cfg.model, seed=cfg.seed, head=cfg.head).to(device)
+    model.load_state_dict(torch.load(files.model, map_location=device, weights_only=True))
+    return cfg, model

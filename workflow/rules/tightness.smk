@@ -24,5 +24,5 @@ rule tightness:
     shell:
         "{params.py} -m lipcert.gpu_lease -- "
         "{params.py} -m lipcert tightness --run {params.run_dir} --data {input.data} "
-        "--pairs {params.pairs} --steps {params.steps} --threads {threads} --out {output} "
+        "--pairs {params.pairs} --steps {params.steps} --threads {threads} --device auto --out {output} "
         "> {log} 2>&1"
