@@ -73,7 +73,8 @@ def set_deterministic(enabled: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.deterministic = bool(enabled)
     torch.backends.cudnn.benchmark = not enabled
-    torch.use_deterministic_algorithms(bool(enabled), warn_only=True)
+    if enabled or torch.are_deterministic_algorithms_enabled():  # the call imports torch._inductor (seconds)
+        torch.use_deterministic_algorithms(bool(enabled), warn_only=True)
 
 
 def describe_device(device: torch.device | str) -> dict:

@@ -326,12 +326,13 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
             if bad_batch >= 0:
                 raise _non_finite(bad_value, epoch, epoch_start_iteration, int(bad_batch))
             loss_sum, correct = loss_total, int(correct_total)
+            train_s = time.perf_counter() - t0  # the read above waited for the epoch's last kernel
             report = model.converge(cfg.converge_tol)
             entry = {"epoch": epoch + 1, "iteration": iteration, "lr": lr, "loss": loss_sum / max(seen, 1),
                      "train_batch_acc": 100.0 * correct / max(seen, 1), "k_body_train": k_train,
                      "k_body": report.k_body, "K_f": report.k_global,
                      "K_hf": k_hf(cfg, report.k_global, iteration, total),
-                     "converge_iterations": report.iterations, "converge_s": report.seconds}
+                     "converge_iterations": report.iterations, "converge_s": report.seconds, "train_s": train_s}
             last = epoch + 1 == cfg.epochs
             if last or (epoch + 1) % cfg.eval_every == 0:
                 entry.update(evaluate(model, x_test, y_test, cfg.eval_eps, ""))

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.datasets import make_moons
 
 TRAIN_SAMPLES = 2000
 """Training-set size of the paper's two-moons experiments (supplement B, "Two-moons setup")."""
@@ -79,6 +78,8 @@ def make_two_moons(
 
     shuffle_seq, noise_seq = np.random.SeedSequence(int(seed)).spawn(2)
     shuffle_state = np.random.RandomState(np.random.MT19937(shuffle_seq))
+    from sklearn.datasets import make_moons  # imported here: the image paths (and the GPU check) need no sklearn
+
     x_clean, y = make_moons(n_samples=int(n_samples), noise=0.0, shuffle=True, random_state=shuffle_state)
 
     noise_rng = np.random.default_rng(noise_seq)
