@@ -10,7 +10,7 @@ export MPLBACKEND := Agg
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: venv demo test test-fast lint bench ui clean-venv cifar10-jpeg quick-one-lipschitz
+.PHONY: venv demo test test-fast lint bench ui clean-venv cifar10-jpeg quick-one-lipschitz gpu-check
 
 venv: $(STAMP)
 
@@ -35,6 +35,13 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/
+
+# The GPU path in one command (README "GPUs"): pytest -m gpu, then CLL 4C3F/6C2F at paper settings on generated
+# CIFAR-shaped data, alone and 4 runs sharing the GPU; table in results/gpu_check/. Plain python3 with torch, numpy,
+# scipy, pyyaml, tqdm and pytest is enough (no venv: GPU machines may have no package registry).
+GPU_CHECK_ARGS ?=
+gpu-check:
+	PYTHONPATH=src $(PYTHON) -m lipcert.gpu_check $(GPU_CHECK_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m lipcert.bench all

@@ -19,20 +19,14 @@ from lipcert.params import run_config_from_params
 from lipcert.power_iteration import SpectralConv2d, SpectralLinear
 from lipcert.tightness import tightness_attack
 from lipcert.training import make_loss, train_step
+from tiny_architectures import TINY_ONE_LIPSCHITZ
 
 pytestmark = pytest.mark.gpu
 
 # every bounded layer type: table-B2 convolutions and dense layers, and each 1-Lipschitz family (small sizes)
 ARCHS = {
     "layers": {"input_shape": [3, 16, 16], "layers": "c(8,3,1,1) c(8,4,2,1) c(16,3,1,1) d(32) d(10)"},
-    "lipconvnet": {"family": "lipconvnet", "input_shape": [3, 8, 8], "classes": 10,
-                   "options": {"depth": 2, "blocks": 2, "init_channels": 4}},
-    "cpl": {"family": "cpl", "input_shape": [3, 8, 8], "classes": 10,
-            "options": {"depth": 2, "depth_linear": 1, "num_channels": 6, "n_features": 16, "conv_size": 4, "pool": 2}},
-    "sll": {"family": "sll", "input_shape": [3, 8, 8], "classes": 10,
-            "options": {"depth": 2, "num_channels": 12, "depth_linear": 1, "n_features": 16, "pool": 2}},
-    "sandwich": {"family": "sandwich", "input_shape": [3, 8, 8], "classes": 10,
-                 "options": {"conv_channels": [4], "dense_features": [16]}},
+    **TINY_ONE_LIPSCHITZ,
 }
 
 

@@ -20,17 +20,9 @@ from lipcert.data.tensor_data import TensorData
 from lipcert.models import FAMILY_PARAMETER_COUNTS, build_model, load_architectures
 from lipcert.params import run_config_from_params
 from lipcert.training import load_trained_model, train_run
+from tiny_architectures import TINY_ONE_LIPSCHITZ
 
-TINY = {
-    "LipConv-10": {"family": "lipconvnet", "input_shape": [3, 8, 8], "classes": 10,
-                   "options": {"depth": 2, "blocks": 2, "init_channels": 4}},
-    "CPL-S": {"family": "cpl", "input_shape": [3, 8, 8], "classes": 10,
-              "options": {"depth": 2, "depth_linear": 1, "num_channels": 6, "n_features": 16, "conv_size": 4, "pool": 2}},
-    "SLL-S": {"family": "sll", "input_shape": [3, 8, 8], "classes": 10,
-              "options": {"depth": 2, "num_channels": 12, "depth_linear": 1, "n_features": 16, "pool": 2}},
-    "Sandwich-S": {"family": "sandwich", "input_shape": [3, 8, 8], "classes": 10,
-                   "options": {"conv_channels": [4], "dense_features": [16]}},
-}
+TINY = TINY_ONE_LIPSCHITZ
 METHODS = {"soc": "LipConv-10", "cll_lipconv": "LipConv-10", "cpl": "CPL-S", "cll_cpl": "CPL-S",
            "sll": "SLL-S", "cll_sll": "SLL-S", "lbdn": "Sandwich-S", "cll_lbdn": "Sandwich-S"}
 

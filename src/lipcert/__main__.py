@@ -191,12 +191,12 @@ def cmd_demo(args) -> int:
     """The main job: ``snakemake fig4`` (CLL vs GloRo on two-moons, paper Fig. 4) at the chosen scale."""
     import subprocess
 
-    from .gpu_lease import device_count
+    from .gpu_lease import device_count, slots_per_device
 
     root = Path(__file__).resolve().parents[2]
     snakemake = Path(sys.executable).with_name("snakemake")
-    # gpu=N caps concurrent gpu jobs; without a GPU those jobs run on the CPU, one per core
-    slots = device_count() or args.cores
+    # gpu=N caps concurrent gpu jobs (devices x LIPCERT_GPU_SLOTS); without a GPU they run on the CPU, one per core
+    slots = device_count() * slots_per_device() or args.cores
     cmd = [str(snakemake), "fig4", "--cores", str(args.cores), "--resources", f"gpu={slots}",
            "--config", f"scale={args.scale}"]
     print("running: " + " ".join(cmd), flush=True)

@@ -27,7 +27,6 @@ models) and returns a JSON-serialisable dict.  Timings are wall-clock seconds fr
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import statistics
@@ -40,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from lipcert.bounds import pairwise_row_distances
+from lipcert.devices import cpu_name
 from lipcert.data.augment import make_augment
 from lipcert.data.tensor_data import as_model_input
 from lipcert.data.two_moons import make_two_moons
@@ -540,14 +540,6 @@ def _format_row(r: dict) -> list[str]:
     return _format_converge(r)
 
 
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _emit(result: dict) -> None:
     for line in _format_row(result):
         print(line)
@@ -662,7 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "python": platform.python_version(),
         "argv": list(sys.argv[1:] if argv is None else argv),
     }

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["describe_device", "full_precision", "resolve_device", "set_deterministic"]
+__all__ = ["cpu_name", "describe_device", "full_precision", "resolve_device", "set_deterministic"]
 
 
 def resolve_device(name: str | torch.device) -> torch.device:
@@ -77,6 +77,15 @@ def set_deterministic(enabled: bool) -> None:
         torch.use_deterministic_algorithms(bool(enabled), warn_only=True)
 
 
+def cpu_name() -> str:
+    """The host CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def describe_device(device: torch.device | str) -> dict:
     """The device and numerics of a run, for ``metrics.json`` (``extra.numerics``)."""
     device = torch.device(device)
@@ -84,9 +93,7 @@ def describe_device(device: torch.device | str) -> dict:
         index = device.index if device.index is not None else torch.cuda.current_device()
         name = torch.cuda.get_device_name(index)
     else:
-        name = platform.processor() or platform.machine()
-        with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-            name = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), name)
+        name = cpu_name()
     return {
         "device": str(device),
         "device_type": device.type,
