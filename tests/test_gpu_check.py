@@ -64,7 +64,7 @@ def test_the_blocker_blocks(tmp_path):
 def test_gpu_check_runs_on_the_cpu_without_the_registry_packages(tmp_path):
     out = tmp_path / "gpu_check"
     cmd = [sys.executable, "-m", "lipcert.gpu_check", "--device", "cpu", "--models", "4C3F", "--epochs", "2",
-           "--train-size", "128", "--test-size", "50", "--certify-images", "100", "--shared", "2", "--out", str(out)]
+           "--train-size", "128", "--test-size", "50", "--certify-images", "100", "--shared", "2", "--probe-models", "4C3F", "--probe-steps", "1", "--out", str(out)]
     proc = subprocess.run(cmd, env=_blocked_env(tmp_path), capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads((out / "gpu_check.json").read_text())
@@ -77,6 +77,9 @@ def test_gpu_check_runs_on_the_cpu_without_the_registry_packages(tmp_path):
     assert single["s_per_epoch_after_first"] > 0 and single["certify_s_per_10000"] > 0
     assert single["numerics"]["device_type"] == "cpu" and single["numerics"]["converge_dtype"] == "float64"
     assert shared["runs"] == 2 and len(shared["results"]) == 2 and shared["wall_s"] > 0
+    (probe,) = report["probes"]
+    assert probe["model"] == "4C3F" and probe["batch_size"] == 128 and probe["s_per_step"] > 0
+    assert probe["converge_after_steps_iterations"] > 0 and probe["peak_memory_bytes"] is None  # CPU
     table = (out / "gpu_check.md").read_text()
     assert table == render_markdown(report) and "| 4C3F | 2 |" in table and table in proc.stdout
 

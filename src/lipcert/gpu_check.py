@@ -11,7 +11,9 @@ matplotlib, Pillow or scikit-learn (GPU machines often have no package registry)
    CIFAR-shaped data (50 000 training and 10 000 test images of uint8 noise with random labels: the speed of a
    step does not depend on the pixel values) for 2 epochs per architecture (4C3F, 6C2F): once alone, then
    ``--shared`` runs at the same time on the same GPU (separate processes, as ``gpu_lease`` slots run them).
-3. Per architecture: s/epoch of the training loop (epochs after the first; the first includes cuDNN autotuning;
+3. A probe of 4C3F, 6C2F and 8C2F (8C2F with the Tiny-ImageNet recipe, table B4 block 4, on 64x64 noise):
+   20 training steps at the paper's batch size and a converge before and after them, with the peak memory of a run.
+4. Per architecture: s/epoch of the training loop (epochs after the first; the first includes cuDNN autotuning;
    evaluation excluded), converge s/epoch
    after the first, certification s per 10 000 images, peak GPU memory per run, and the aggregate throughput of
    the shared runs (epochs per hour, all runs together) against running them one after another.
@@ -34,29 +36,77 @@ from pathlib import Path
 __all__ = ["main", "measure_run", "run_shared"]
 
 DEFAULT_MODELS = ("4C3F", "6C2F")
-PARAMS = "params/cifar10.yaml"
+# paper settings per architecture: CIFAR-10 (table B4 block 1) for 4C3F/6C2F, Tiny-ImageNet (block 4) for 8C2F
+PARAMS = {"4C3F": "params/cifar10.yaml", "6C2F": "params/cifar10.yaml", "8C2F": "params/tiny_imagenet.yaml"}
 EXPERIMENT = "cll"
 CERTIFY_IMAGES = 10_000
+PROBE_MODELS = ("4C3F", "6C2F", "8C2F")
+PROBE_STEPS = 20
 
 
 def _project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def _generated_cifar(train: int, test: int, seed: int):
-    """CIFAR-shaped uint8 noise with random labels (10 classes) and the supplement-B augmentation."""
+def _config(model: str, sets: list[str], seed: int):
+    from .params import run_config_from_params
+
+    return run_config_from_params(_project_root() / PARAMS.get(model, PARAMS["4C3F"]), EXPERIMENT,
+                                  [f"model={model}", *sets], seed=seed)
+
+
+def _generated_images(model: str, train: int, test: int, seed: int):
+    """uint8 noise of the architecture's input shape with random labels of its classes, and the supplement-B
+    augmentation (CIFAR: 32 px, pad 4; Tiny-ImageNet: 64 px, pad 8)."""
     import torch
 
     from .data.augment import make_augment
     from .data.tensor_data import TensorData
+    from .models import load_architectures
 
+    spec = load_architectures()[model]
+    shape, classes = spec.input_shape, spec.num_classes
     g = torch.Generator().manual_seed(seed)
     def images(n):
-        return torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+        return torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
     def labels(n):
-        return torch.randint(0, 10, (n,), generator=g)
+        return torch.randint(0, classes, (n,), generator=g)
     return TensorData(images(train), labels(train), images(test), labels(test), domain=(0.0, 1.0),
-                      augment=make_augment(32, 4), label=f"generated CIFAR-shaped noise ({train}/{test})")
+                      augment=make_augment(shape[-1], shape[-1] // 8),
+                      label=f"generated {'x'.join(map(str, shape))} noise, {classes} classes ({train}/{test})")
+
+
+def probe_model(model: str, device: str, steps: int = PROBE_STEPS, seed: int = 0) -> dict:
+    """``steps`` CLL training steps at the paper's batch size and one converge on generated data: s/step, converge s
+    from a fresh start and after the steps, and the peak memory of one run (issue 12: 4C3F, 6C2F, 8C2F)."""
+    import torch
+
+    from .devices import resolve_device
+    from .models import build_model
+    from .training import make_optimizer, make_loss, train_step
+
+    dev = resolve_device(device)
+    cfg = _config(model, [], seed)
+    data = _generated_images(model, cfg.batch_size, 1, seed)
+    net = build_model(model, seed=seed).to(dev)
+    optimizer = make_optimizer(cfg, net)
+    loss_fn = make_loss(cfg, 1000)
+    x = data.x_train.to(dev).float() / 255.0
+    y = data.y_train.to(dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    fresh = net.converge(cfg.converge_tol).seconds
+    train_step(net, optimizer, loss_fn, x, y, 0, cfg.loss.power_iter)  # warm-up (autotuning, lazy state)
+    _sync(dev)
+    start = time.perf_counter()
+    for t in range(1, steps + 1):
+        train_step(net, optimizer, loss_fn, x, y, t, cfg.loss.power_iter)
+    _sync(dev)
+    per_step = (time.perf_counter() - start) / steps
+    after = net.converge(cfg.converge_tol)
+    return {"model": model, "batch_size": cfg.batch_size, "steps": steps, "s_per_step": per_step, "converge_fresh_s": fresh,
+            "converge_after_steps_s": after.seconds, "converge_after_steps_iterations": after.iterations,
+            "peak_memory_bytes": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None}
 
 
 def measure_run(model: str, device: str, epochs: int, train: int, test: int, out_dir: Path, seed: int = 0,
@@ -67,17 +117,14 @@ def measure_run(model: str, device: str, epochs: int, train: int, test: int, out
     from .certification import certify_model
     from .data.tensor_data import as_model_input
     from .devices import describe_device, resolve_device
-    from .params import run_config_from_params
     from .training import train_run
 
     dev = resolve_device(device)
     torch.set_num_threads(threads)
     if out_dir.exists():  # a finished run would be returned as it is, not re-measured
         shutil.rmtree(out_dir)
-    params = _project_root() / PARAMS
-    cfg = run_config_from_params(params, EXPERIMENT, [f"model={model}", f"epochs={epochs}", f"eval_every={epochs}",
-                                                      f"threads={threads}"], seed=seed)
-    data = _generated_cifar(train, test, seed)
+    cfg = _config(model, [f"epochs={epochs}", f"eval_every={epochs}", f"threads={threads}"], seed)
+    data = _generated_images(model, train, test, seed)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     wall = time.perf_counter()
@@ -186,6 +233,15 @@ def render_markdown(report: dict) -> str:
             lines.append(f"| {m['model']} | {shared['runs']} | {sum(per) / len(per):.2f} | {sum(conv) / len(conv):.3f} | "
                          f"{sum(cert) / len(cert):.2f} | {_mib(max(peaks) if peaks else None)} | "
                          f"{3600 * sum(1 / s for s in per):.0f} |")
+    if report.get("probes"):
+        lines += ["", f"Per architecture ({report['probes'][0]['steps']} CLL steps at the paper's batch size, "
+                  "then converge):", "",
+                  "| model | batch | s/step | converge s, fresh | converge s after the steps (it) | peak MiB |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in report["probes"]:
+            lines.append(f"| {r['model']} | {r['batch_size']} | {r['s_per_step']:.4f} | {r['converge_fresh_s']:.3f} | "
+                         f"{r['converge_after_steps_s']:.3f} ({r['converge_after_steps_iterations']}) | "
+                         f"{_mib(r['peak_memory_bytes'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -201,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shared", type=int, default=4, help="runs sharing the device in the second pass (0: skip)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--probe-models", nargs="*", default=list(PROBE_MODELS),
+                        help="architectures for the step/memory probe (default 4C3F 6C2F 8C2F; none: skip)")
+    parser.add_argument("--probe-steps", type=int, default=PROBE_STEPS)
     parser.add_argument("--skip-pytest", action="store_true")
     parser.add_argument("--out", default="results/gpu_check")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -213,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     from .devices import describe_device, resolve_device
     from .io_utils import atomic_write_json
 
-    for name in ("epochs", "train_size", "test_size", "threads", "certify_images"):
+    for name in ("epochs", "train_size", "test_size", "threads", "certify_images", "probe_steps"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be >= 1")
     dev = resolve_device(args.device)
@@ -233,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_pytest:
         report["pytest_gpu"] = _pytest_gpu(out)
         print(f"pytest -m gpu: {report['pytest_gpu'].get('summary', report['pytest_gpu'].get('reason'))}", flush=True)
+    report["probes"] = []
+    for model in args.probe_models:
+        report["probes"].append(probe_model(model, args.device, steps=args.probe_steps, seed=args.seed))
+        print(f"probe {model}: {report['probes'][-1]['s_per_step']:.4f} s/step", flush=True)
+        atomic_write_json(out / "gpu_check.json", report)
     for model in args.models:
         entry = {"model": model}
         entry["single"] = measure_run(model, args.device, args.epochs, args.train_size, args.test_size,

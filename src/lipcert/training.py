@@ -33,7 +33,8 @@ from .models import LipschitzClassifier, build_model
 from .run_config import RunConfig
 from .schedules import piecewise_linear_lr, step_decay_lr
 
-__all__ = ["NonFiniteLossError", "RunFiles", "TensorData", "train_run", "train_step", "final_metrics_path"]
+__all__ = ["NonFiniteLossError", "RunFiles", "TensorData", "final_metrics_path", "make_optimizer", "train_run",
+           "train_step"]
 
 CHECKPOINT_VERSION = 1
 
@@ -109,7 +110,7 @@ def base_learning_rate(cfg: RunConfig) -> float:
     return o.lr * cfg.batch_size / o.lr_reference_batch
 
 
-def _make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     o = cfg.optim
     lr = base_learning_rate(cfg)
     if o.name == "sgd":
@@ -252,7 +253,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
 
     seed_everything(cfg.seed)
     model = build_model(cfg.model, seed=cfg.seed, head=cfg.head).to(device)
-    optimizer = _make_optimizer(cfg, model)
+    optimizer = make_optimizer(cfg, model)
     order = torch.Generator().manual_seed(cfg.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     n = data.x_train.shape[0]
