@@ -112,7 +112,8 @@ class LipschitzClassifier(nn.Module):
         return product([layer.converged_sigma() for layer in self.spectral_layers()]).to(torch.float64)
 
     def _head_pairwise(self) -> torch.Tensor:
-        return pairwise_constants(torch.ones((), dtype=torch.float64), self.head_weight().detach().to(torch.float64))
+        weight = self.head_weight().detach().to(torch.float64)
+        return pairwise_constants(torch.ones((), dtype=torch.float64, device=weight.device), weight)
 
     @torch.no_grad()
     def pairwise_lipschitz(self) -> torch.Tensor:
