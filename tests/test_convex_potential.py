@@ -149,6 +149,7 @@ def test_formula_max_1_2r2_minus_1_with_wrong_norm(name, ratio):
     s = sigma / ratio
     with torch.no_grad():
         layer.inner.sigma_converged.fill_(s)  # the weights are unchanged: the value stays "fresh"
+    layer.inner._sigma_value = s  # and its host copy, which the evaluation forward reads (no device read)
     layer.eval()
     bound = potential_step_bound(2.0 / s ** 2, sigma)
     assert bound == pytest.approx(max(1.0, 2.0 * ratio ** 2 - 1.0), rel=1e-12)

@@ -242,3 +242,38 @@ def test_host_read_guard_catches_a_read_in_the_loop(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "_LIPCERT", str(Path(__file__).resolve()))
     with pytest.raises(_HostReadInLoop):
         train_run(cfg, load_data(cfg.data), tmp_path / "run", progress=False)
+
+
+@pytest.mark.parametrize("method", ["cll", *sorted(ONE_LIPSCHITZ_METHODS)])
+def test_tightness_attack_steps_read_nothing_back(tmp_path, monkeypatch, method):
+    """The attack's steps (eval-mode forwards of every architecture, CPL's converged step size included) read
+    nothing back to the host; the per-step maxima stay on the device until the attack ends."""
+    (tmp_path / "archs").mkdir()
+    archs = {**TINY_ONE_LIPSCHITZ, "tiny_conv": {**TINY_CONV, "layers": "c(4,3,1,1) c(4,4,2,1) d(8) d(10)"}}
+    (tmp_path / "archs" / "architectures.yaml").write_text(yaml.safe_dump(archs))
+    monkeypatch.setenv("LIPCERT_PARAMS_DIR", str(tmp_path / "archs"))
+    from lipcert.models import build_model
+
+    model = build_model(ONE_LIPSCHITZ_METHODS.get(method, "tiny_conv"), seed=0)
+    model.converge()
+    size = model.input_shape[-1]
+    g = torch.Generator().manual_seed(0)
+    x1, x2 = torch.rand(6, 3, size, size, generator=g), torch.rand(6, 3, size, size, generator=g)
+    armed = [False]
+    for name in _HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, _guard(name, getattr(torch.Tensor, name), armed))
+    import lipcert.tightness as tightness
+
+    real_step, calls = tightness.attack_step, []
+
+    def step(*args, **kwargs):
+        armed[0] = True
+        calls.append(1)
+        try:
+            return real_step(*args, **kwargs)
+        finally:
+            armed[0] = False
+
+    monkeypatch.setattr(tightness, "attack_step", step)
+    result = tightness.tightness_attack(model, x1, x2, steps=3)
+    assert len(calls) == 4 and 0 < result.lower_bound <= result.global_lipschitz * (1 + 1e-6)

@@ -72,6 +72,7 @@ class _SpectralMixin:
         self.register_buffer("pi_vector", torch.zeros(shape))
         self.register_buffer("sigma_converged", torch.tensor(float("nan"), dtype=torch.float64))
         self._converged_at_version: int | None = None
+        self._sigma_value = math.nan
         if input_shape is not None:
             self.reset_power_iteration()
 
@@ -97,6 +98,7 @@ class _SpectralMixin:
         self.pi_vector.copy_(unit_vector(u).to(self.pi_vector.dtype))
         self.sigma_converged.fill_(float("nan"))
         self._converged_at_version = None
+        self._sigma_value = math.nan
 
     def _check_input_shape(self, shape: tuple[int, ...]) -> None:  # overridden by conv
         if shape != (self.weight.shape[1],):
@@ -199,6 +201,7 @@ class _SpectralMixin:
         self.pi_vector.copy_(vector.to(self.pi_vector.dtype))
         self.sigma_converged.fill_(result.sigma)
         self._converged_at_version = self.weight._version
+        self._sigma_value = float(result.sigma)
 
     def _converge_block_power(self, tol: float, max_iter: int, block_size: int) -> tuple[LayerConvergence, torch.Tensor]:
         """Block power iteration (subspace iteration with Rayleigh-Ritz): the warm-started vector ``pi_vector``
@@ -262,17 +265,27 @@ class _SpectralMixin:
         return qm.T.reshape(x.shape)
 
     def converged_sigma(self) -> torch.Tensor:
-        """The frozen float64 norm from the last :meth:`converge_sigma`.
+        """The frozen float64 norm from the last :meth:`converge_sigma` (a tensor on the weight's device).
 
-        Raises if it was never converged or the weights changed in place since (an optimiser step).
+        Raises if it was never converged or the weights changed in place since (an optimiser step).  The checks
+        use host-side state only (no read of the buffer), so evaluation forwards that need the value stay
+        synchronisation-free.
         """
-        if torch.isnan(self.sigma_converged):
+        self._check_converged()
+        return self.sigma_converged
+
+    def converged_sigma_value(self) -> float:
+        """:meth:`converged_sigma` as a Python float, kept on the host since the convergence (no device read)."""
+        self._check_converged()
+        return self._sigma_value
+
+    def _check_converged(self) -> None:
+        if self._converged_at_version is None:
             raise RuntimeError(f"{type(self).__name__}: bound not converged; call model.converge() first")
-        if self._converged_at_version is not None and self._converged_at_version != self.weight._version:
+        if self._converged_at_version != self.weight._version:
             raise RuntimeError(
                 f"{type(self).__name__}: weights changed since the bound was converged; call model.converge() again"
             )
-        return self.sigma_converged
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: D401 - torch hook
         # Adopt the saved iterate's shape (it may be empty in a fresh module), then let torch copy values.
@@ -281,7 +294,8 @@ class _SpectralMixin:
             self.pi_vector = torch.zeros_like(state_dict[key], dtype=self.pi_vector.dtype, device=self.pi_vector.device)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         # Loading copies weights in place; the saved sigma_converged belongs to the saved weights.
-        self._converged_at_version = None if torch.isnan(self.sigma_converged) else self.weight._version
+        self._sigma_value = float(self.sigma_converged)
+        self._converged_at_version = None if math.isnan(self._sigma_value) else self.weight._version
 
     # --- dense operator (tests, small layers) ---------------------------------------------------
     @torch.no_grad()

@@ -123,7 +123,7 @@ class _ConvexPotential(OneLipschitzLayer, abc.ABC):
     # --- the step h --------------------------------------------------------------------------------
     def _eval_step(self) -> float:
         """h = 2 / (s^2 + epsilon) in float64 from the converged norm s (0 when W = 0: then z = x)."""
-        s = float(self.inner.converged_sigma())
+        s = self.inner.converged_sigma_value()  # a host float: no device read per evaluation forward
         if s == 0.0:
             return 0.0
         return 2.0 / (s * s + self.epsilon)
@@ -134,10 +134,15 @@ class _ConvexPotential(OneLipschitzLayer, abc.ABC):
             denom = (s * s + self.epsilon).clamp_min(torch.finfo(s.dtype).tiny)
             return (2.0 / denom).to(like.dtype)
         h = self._eval_step()
-        h_t = torch.tensor(h, dtype=torch.float64).to(like.dtype)
-        if float(h_t) > h:  # round the step down, never up, when casting to the input's precision
-            h_t = torch.nextafter(h_t, torch.zeros_like(h_t))
-        return h_t.to(like.device)
+        key = (h, like.dtype, like.device)
+        cached = getattr(self, "_eval_step_cache", None)
+        if cached is None or cached[0] != key:  # one host-to-device copy per converged value, not per forward
+            exact = torch.tensor(h, dtype=torch.float64, device=like.device)
+            h_t = exact.to(like.dtype)
+            # round the step down, never up, when casting to the input's precision (on the device: no host read)
+            h_t = torch.where(h_t.to(torch.float64) > exact, torch.nextafter(h_t, torch.zeros_like(h_t)), h_t)
+            cached = self._eval_step_cache = (key, h_t)
+        return cached[1]
 
     @abc.abstractmethod
     def _check_input(self, x: torch.Tensor) -> None:
@@ -169,7 +174,7 @@ class _ConvexPotential(OneLipschitzLayer, abc.ABC):
         """
         if not (tol > 0):
             raise ValueError(f"tol must be > 0, got {tol}")
-        s = float(self.inner.converged_sigma())
+        s = self.inner.converged_sigma_value()
         if s == 0.0:
             return 1.0  # h = 0: the layer is the identity
         rel = max(float(tol), self._last_rel_error)
