@@ -103,7 +103,7 @@ def cmd_certify(args) -> int:
     report = model.converge(args.tol)
     data = _run_data(cfg.data, args.data)
     eps = tuple(args.eps) if args.eps else cfg.eval_eps
-    res = certify_model(model, as_model_input(data.x_test.to(device)), data.y_test.to(device), eps)
+    res = certify_model(model, data.x_test.to(device), data.y_test.to(device), eps, transform=as_model_input)
     out = Path(args.out) if args.out else Path(args.run) / "certify.json"
     summary = res.summary()
     summary.update({"k_body": report.k_body, "converge_iterations": report.iterations, "converge_tol": args.tol,
