@@ -95,7 +95,7 @@ def cmd_certify(args) -> int:
     from .data.tensor_data import as_model_input
     from .devices import describe_device
     from .io_utils import atomic_write_json
-    from .training import load_trained_model
+    from .trained_run import load_trained_model
 
     device = _device(args.device)
     torch.set_num_threads(args.threads)
@@ -121,7 +121,7 @@ def cmd_tightness(args) -> int:
     from .io_utils import atomic_write_json
     from .devices import describe_device
     from .tightness import sample_pairs, tightness_attack
-    from .training import load_trained_model
+    from .trained_run import load_trained_model
 
     device = _device(args.device)
     torch.set_num_threads(args.threads)

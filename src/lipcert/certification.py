@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .devices import full_precision
+from .run_record import PAPER_RADII
 from .tensor_checks import require
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 # The L2 budgets the paper reports CRA at (Tables 1 and 2: 36/255, 72/255, 108/255).
-DEFAULT_EPS_LIST: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
+DEFAULT_EPS_LIST: tuple[float, ...] = PAPER_RADII
 # Quantiles reported for the certified radius distribution (misclassified samples count as radius 0).
 RADIUS_QUANTILE_LEVELS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 _HISTOGRAM_BINS = 20

@@ -121,7 +121,7 @@ def evaluate_run_grid(run_dir: str | Path, out_npz: str | Path, resolution: int 
                       eps: float | None = None, pad: float = 0.5, tol: float = 1e-9) -> Path:
     """Evaluate a finished two-moons run on a grid and save the panel data of Fig. 4 / Fig. D2 to ``out_npz``.
 
-    Loads the run (:func:`lipcert.training.load_trained_model`), converges its bound to relative error
+    Loads the run (:func:`lipcert.trained_run.load_trained_model`), converges its bound to relative error
     ``tol``, regenerates its data (:func:`lipcert.datasets.load_data`) and evaluates
     :func:`grid_evaluation` over the training points' bounding box widened by ``pad``.  ``eps`` (default:
     the run's ``eval_eps[0]``) is the margin half-width drawn and certified (eq. (18), strict: radius > eps).
@@ -135,7 +135,9 @@ def evaluate_run_grid(run_dir: str | Path, out_npz: str | Path, resolution: int 
     section 3.3) and the run's own ``metrics.json`` numbers.
     """
     from .datasets import load_data
-    from .training import RunFiles, k_hf, load_trained_model
+    from .run_record import RunFiles
+    from .trained_run import load_trained_model
+    from .training import k_hf
 
     run_dir = Path(run_dir)
     cfg, model = load_trained_model(run_dir)

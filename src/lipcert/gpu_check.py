@@ -133,7 +133,7 @@ def measure_run(model: str, device: str, epochs: int, train: int, test: int, out
     history = json.loads((out_dir / "history.json").read_text())
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
     # certification of 10 000 images (the test set repeated if smaller), bound already converged
-    from .training import load_trained_model
+    from .trained_run import load_trained_model
 
     _, trained = load_trained_model(out_dir, device=dev)
     trained.converge(cfg.converge_tol)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Mapping
 
 from .config_validation import check_range, from_dict
+from .run_record import PAPER_RADII
 from .schedules import ScheduleSpec
 
 __all__ = ["DataConfig", "LossConfig", "OptimConfig", "RunConfig", "load_run_config"]
@@ -223,7 +224,7 @@ class RunConfig:
     batch_size: int
     seed: int = 0
     optim: OptimConfig = field(default_factory=OptimConfig)
-    eval_eps: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
+    eval_eps: tuple[float, ...] = PAPER_RADII
     converge_tol: float = 1e-9
     eval_every: int = 1
     threads: int = 1

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,52 +30,18 @@ from .losses import (SLL_OFFSET, SLL_TEMPERATURE, aol_loss, calibrated_loss, cal
                      certificate_regularized_loss, cross_entropy_loss, gloro_loss, margin_hinge_loss)
 from .models import LipschitzClassifier, build_model
 from .run_config import RunConfig
+from .run_record import RunFiles, cra_key, final_metrics_path
+from .trained_run import load_trained_model  # re-exported: finished runs load without this module
 from .schedules import piecewise_linear_lr, step_decay_lr
 
-__all__ = ["NonFiniteLossError", "RunFiles", "TensorData", "final_metrics_path", "make_optimizer", "train_run",
-           "train_step"]
+__all__ = ["NonFiniteLossError", "RunFiles", "TensorData", "final_metrics_path", "load_trained_model", "make_optimizer",
+           "train_run", "train_step"]
 
 CHECKPOINT_VERSION = 1
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the message names epoch and iteration."""
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """The files of one run directory."""
-
-    root: Path
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.root / "checkpoint.pt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def history(self) -> Path:
-        return self.root / "history.json"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model.pt"
-
-    @property
-    def failed(self) -> Path:
-        return self.root / "failed.json"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
-
-
-def final_metrics_path(run_dir: str | Path) -> Path:
-    """Where a finished run's ``metrics.json`` lives."""
-    return RunFiles(Path(run_dir)).metrics
 
 
 def seed_everything(seed: int) -> None:
@@ -191,7 +156,7 @@ def evaluate(model: LipschitzClassifier, x: torch.Tensor, y: torch.Tensor, eps_l
     res = certify_model(model, x, y, eps_list, transform=as_model_input)
     out = {f"{prefix}clean": 100.0 * res.clean_accuracy}
     for e, c in zip(res.eps_list, res.certified_accuracy):
-        out[f"{prefix}cra_{e:.6g}"] = 100.0 * c
+        out[cra_key(e, prefix)] = 100.0 * c
     return out
 
 
@@ -389,21 +354,6 @@ def _update_progress(bar, entry: dict, cfg: RunConfig) -> None:
     post = {"loss": f"{entry['loss']:.4g}", "K": f"{entry['K_f']:.4g}"}
     if "clean" in entry:
         post["acc"] = f"{entry['clean']:.1f}"
-        post["cra"] = f"{entry[f'cra_{cfg.eval_eps[0]:.6g}']:.1f}"
+        post["cra"] = f"{entry[cra_key(cfg.eval_eps[0])]:.1f}"
     bar.set_postfix(post, refresh=False)
     bar.update(1)
-
-
-def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[RunConfig, LipschitzClassifier]:
-    """The config and final model of a finished run (its frozen converged bound included)."""
-    from .run_config import load_run_config
-
-    files = RunFiles(Path(run_dir))
-    for path in (files.config, files.model, files.metrics):
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: {run_dir} is not a finished run (train it first)")
-    cfg = load_run_config(read_json(files.config), where=str(files.config))
-    # moved first, loaded second: the loaded frozen bound then belongs to the weights on ``device``
-    model = build_model(cfg.model, seed=cfg.seed, head=cfg.head).to(device)
-    model.load_state_dict(torch.load(files.model, map_location=device, weights_only=True))
-    return cfg, model

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ..io_utils import atomic_write_text, read_json
+from ..run_record import cra_key
 
 __all__ = ["summarise_runs", "main"]
 
@@ -29,8 +30,8 @@ def summarise_runs(metrics_paths: list[str | Path]) -> list[dict]:
         row = {
             "method": loss["name"], "eps": eps, "two_eps": 2 * eps,
             "p_eq5": None if p is None else (p["start"] if p["kind"] == "constant" else f"{p['start']:g}->{p['end']:g}"),
-            "seed": record["seed"], "clean": m["clean"], "cra": m[f"cra_{eps:.6g}"],
-            "train_cra": m.get(f"train_cra_{eps:.6g}"), "K_f": m["K_f"], "K_hf": m["K_hf"], "epochs": m["epoch"],
+            "seed": record["seed"], "clean": m["clean"], "cra": m[cra_key(eps)],
+            "train_cra": m.get(cra_key(eps, "train_")), "K_f": m["K_f"], "K_hf": m["K_hf"], "epochs": m["epoch"],
         }
         tight = path.with_name("tightness.json")
         row["tightness"] = 100.0 * read_json(tight)["tightness"] if tight.exists() else None

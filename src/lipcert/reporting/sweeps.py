@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..io_utils import atomic_write_bytes, atomic_write_text, read_json
+from ..run_record import PAPER_RADII, cra_key
 from .tables import (
     SCALES,
     STATUS_NOT_REPRODUCED,
@@ -69,7 +70,7 @@ __all__ = [
     "use_log_x",
 ]
 
-DEFAULT_EPS = 36 / 255
+DEFAULT_EPS = PAPER_RADII[0]
 """Certification radius of the slack, λ and margin-offset sweeps and of Fig. D1 (paper section 4)."""
 
 GRID_METRICS = ("clean", "cra_36", "cra_108", "K_hf")
@@ -144,11 +145,6 @@ def _read_all(run_dirs: Iterable[str | os.PathLike[str]]) -> list[SweepRun]:
     if len(set(directories)) != len(directories):
         raise ValueError(f"a run directory is given twice in {[str(d) for d in directories]}")
     return runs
-
-
-def cra_key(eps: float) -> str:
-    """The metrics.json key of the CRA at ℓ2 radius ``eps``: ``cra_<eps:.6g>`` (e.g. cra_0.141176)."""
-    return f"cra_{float(eps):.6g}"
 
 
 def _metric(run: SweepRun, key: str) -> float:

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..io_utils import atomic_write_json, atomic_write_text, read_json
+from ..run_record import PAPER_RADII, cra_key
 
 __all__ = [
     "KEY_COLUMNS",
@@ -56,7 +57,7 @@ KEY_COLUMNS = ("dataset", "method", "model", "variant")
 METRICS = ("clean", "cra_36", "cra_72", "cra_108", "K_f", "K_hf", "tightness")
 """Metric columns of Tables 1 and 2: accuracies, CRA and tightness in %, K(f) and K(h∘f)."""
 
-CRA_RADII = {"cra_36": 36 / 255, "cra_72": 72 / 255, "cra_108": 108 / 255}
+CRA_RADII = dict(zip(("cra_36", "cra_72", "cra_108"), PAPER_RADII))
 """ℓ2 certification radii of the CRA columns (paper section 4)."""
 
 SCALES = ("paper", "quick", "ci")
@@ -249,7 +250,7 @@ def read_run_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
         raise ValueError(f"{metrics_path}: 'seed' must be an int, got {seed!r}")
     metrics = record["metrics"]
     source_keys = {"clean": "clean", "K_f": "K_f", "K_hf": "K_hf"}
-    source_keys.update({name: f"cra_{eps:.6g}" for name, eps in CRA_RADII.items()})
+    source_keys.update({name: cra_key(eps) for name, eps in CRA_RADII.items()})
     values: dict[str, float] = {}
     for name, key in source_keys.items():
         if key in metrics:

@@ -1,0 +1,33 @@
+"""The run record (issue 13, item 2 first step): one definition of the paper radii, the CRA key and the run files."""
+
+import subprocess
+import sys
+
+import pytest
+
+from lipcert.certification import DEFAULT_EPS_LIST
+from lipcert.reporting.tables import CRA_RADII
+from lipcert.run_config import RunConfig
+from lipcert.run_record import PAPER_RADII, RunFiles, cra_key
+
+
+def test_paper_radii_and_cra_key():
+    assert PAPER_RADII == (36 / 255, 72 / 255, 108 / 255)
+    assert cra_key(36 / 255) == "cra_0.141176" and cra_key(0.15, "train_") == "train_cra_0.15"
+    assert cra_key(1) == cra_key(1.0) == "cra_1"  # one spelling per radius
+    # the modules that used their own copies now share these
+    assert DEFAULT_EPS_LIST is PAPER_RADII and tuple(CRA_RADII.values()) == PAPER_RADII
+    assert RunConfig.__dataclass_fields__["eval_eps"].default is PAPER_RADII
+
+
+def test_run_files(tmp_path):
+    files = RunFiles(tmp_path)
+    assert files.metrics == tmp_path / "metrics.json" and files.certify == tmp_path / "certify.json"
+    assert files.tightness == tmp_path / "tightness.json" and files.model == tmp_path / "model.pt"
+
+
+@pytest.mark.parametrize("module,absent", [("lipcert.run_record", "torch"),
+                                           ("lipcert.trained_run", "lipcert.training")])
+def test_light_imports(module, absent):
+    code = f"import sys, {module}; assert {absent!r} not in sys.modules, sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
