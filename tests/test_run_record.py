@@ -31,3 +31,16 @@ def test_run_files(tmp_path):
 def test_light_imports(module, absent):
     code = f"import sys, {module}; assert {absent!r} not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_printed_p_conversion_is_one_function():
+    from lipcert import losses
+    from lipcert.run_record import p_from_printed, printed_p
+
+    assert losses.p_from_printed is p_from_printed  # re-exported, not re-implemented
+    assert p_from_printed(0.01) == 0.005 and printed_p(0.005) == 0.01
+    assert printed_p(p_from_printed(0.3)) == 0.3
+    with pytest.raises(ValueError, match=r"printed p must lie in \(0, 1\)"):
+        p_from_printed(1.2)
+    with pytest.raises(ValueError, match=r"eq. \(5\) p must lie in \(0, 0.5\)"):
+        printed_p(0.6)

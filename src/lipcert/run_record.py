@@ -5,6 +5,8 @@ One definition of each convention that training, certification, tightness, the d
 * :data:`PAPER_RADII`: the ℓ2 radii the paper reports CRA at (Tables 1 and 2: 36/255, 72/255, 108/255);
 * :func:`cra_key`: the ``metrics.json`` key of the CRA at a radius (``cra_<eps:.6g>``, e.g. ``cra_0.141176``;
   ``train_`` prefixed for the training set);
+* :func:`p_from_printed` / :func:`printed_p`: eq. (5)'s p from a p printed in the paper's tables (the authors' code
+  splits the printed value over both margin sides, so eq. (5)'s p is half of it) and back;
 * :class:`RunFiles`: the files of one run directory.
 
 Importing this module imports neither torch nor the training engine.
@@ -15,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PAPER_RADII", "RunFiles", "cra_key", "final_metrics_path"]
+__all__ = ["PAPER_RADII", "RunFiles", "cra_key", "final_metrics_path", "p_from_printed", "printed_p"]
 
 PAPER_RADII: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
 """ℓ2 certification radii of the paper's CRA columns (CLL section 4, Tables 1 and 2)."""
@@ -24,6 +26,29 @@ PAPER_RADII: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
 def cra_key(eps: float, prefix: str = "") -> str:
     """The metrics key of the CRA (in %) at ℓ2 radius ``eps``: ``<prefix>cra_<eps:.6g>``."""
     return f"{prefix}cra_{float(eps):.6g}"
+
+
+def p_from_printed(p_printed: float) -> float:
+    """Eq. (5) p from a p printed in Table 1, Table D5, Fig. D2 or Table B4 (authors' code convention): p_printed / 2.
+
+    The authors' code uses the quantiles p/2 and 1 - p/2, i.e. it splits the printed value over the
+    two margin sides. logit(1 - p_printed/2) / eps reproduces all 25 K(h o f) cells of Table D5 and
+    the CLL K(h o f) of Tables 1 and 2 (see /work/shared/paper_tables/README.md, "How the K columns
+    were assigned", point 5). Table B4's p = 0.15 for 4C3F/6C2F is already an eq. (5) p
+    (inconsistency 9 there) and must not be halved.
+    """
+    p_printed = float(p_printed)
+    if not (0.0 < p_printed < 1.0):
+        raise ValueError(f"printed p must lie in (0, 1), got {p_printed!r}")
+    return p_printed / 2.0
+
+
+def printed_p(p: float) -> float:
+    """The inverse of :func:`p_from_printed`: the paper's printed p for eq. (5)'s p (2 p)."""
+    p = float(p)
+    if not (0.0 < p < 0.5):
+        raise ValueError(f"eq. (5) p must lie in (0, 0.5), got {p!r}")
+    return 2.0 * p
 
 
 @dataclass(frozen=True)

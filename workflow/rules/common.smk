@@ -8,6 +8,8 @@ import yaml
 
 from snakemake.utils import validate
 
+from lipcert.run_record import p_from_printed
+
 validate(config, "../schemas/workflow.schema.yaml")
 
 # The interpreter running Snakemake (the project's venv), so jobs never pick up another python.
@@ -69,8 +71,8 @@ def run_file(name, dataset, model, method, eps, p="default", seed=0, variant="ba
 
 
 def p_eq5(p_printed):
-    """Eq. (5)'s p from a printed (authors' code convention) p."""
-    return f"{p_printed / 2:g}"
+    """Eq. (5)'s p from a printed (authors' code convention) p, as a path segment."""
+    return f"{p_from_printed(p_printed):g}"
 
 
 def fig4_runs(name):

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from lipcert.bounds import pairwise_row_distances, row_norms
+from lipcert.run_record import p_from_printed  # the one definition (re-exported here)
 from lipcert.tensor_checks import require
 
 __all__ = [
@@ -98,21 +99,6 @@ def k_hf(eps: float, p: float) -> float:
     Tables 1, 2 and D5. ``p`` is the eq. (5) p (use ``p_from_printed`` for the printed tables).
     """
     return 1.0 / calibration_scale(eps, p)
-
-
-def p_from_printed(p_printed: float) -> float:
-    """Eq. (5) p from a p printed in Table 1, Table D5 or Table B4 (authors' code convention): p_printed / 2.
-
-    The authors' code uses the quantiles p/2 and 1 - p/2, i.e. it splits the printed value over the
-    two margin sides. logit(1 - p_printed/2) / eps reproduces all 25 K(h o f) cells of Table D5 and
-    the CLL K(h o f) of Tables 1 and 2 (see /work/shared/paper_tables/README.md, "How the K columns
-    were assigned", point 5). Table B4's p = 0.15 for 4C3F/6C2F is already an eq. (5) p
-    (inconsistency 9 there) and must not be halved.
-    """
-    p_printed = float(p_printed)
-    if not (0.0 < p_printed < 1.0):
-        raise ValueError(f"printed p must lie in (0, 1), got {p_printed!r}")
-    return p_printed / 2.0
 
 
 def _check_inputs(logits: torch.Tensor, targets: torch.Tensor, k_body: torch.Tensor,

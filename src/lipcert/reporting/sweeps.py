@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..io_utils import atomic_write_bytes, atomic_write_text, read_json
-from ..run_record import PAPER_RADII, cra_key
+from ..run_record import PAPER_RADII, cra_key, p_from_printed, printed_p
 from .tables import (
     SCALES,
     STATUS_NOT_REPRODUCED,
@@ -441,7 +441,7 @@ def slack_sweep(run_dirs: Iterable[str | os.PathLike[str]], scale: str, out_stem
         clean = _summarise([_metric(r, "clean") for r in members])
         cra = _summarise([_metric(r, cra_key(eps)) for r in members])
         k_hf = _optional(members, "K_hf")
-        records.append({"p_eq5": p, "p_printed": 2 * p, "eps_train": eps_train, "eps_cert": eps, "model": model,
+        records.append({"p_eq5": p, "p_printed": printed_p(p), "eps_train": eps_train, "eps_cert": eps, "model": model,
                         "n": len(members), "seeds": _seeds(members), "clean": clean.mean, "clean_std": clean.std,
                         "cra": cra.mean, "cra_std": cra.std, "K_hf": k_hf.mean, "K_hf_std": k_hf.std,
                         "scale": scale})
@@ -511,7 +511,7 @@ def grid_table(run_dirs: Iterable[str | os.PathLike[str]], paper_csv: str | os.P
     for eps, p_printed, row in points:
         members: list[SweepRun] = []
         for (g_eps, g_p), group in groups.items():
-            if _close(g_eps, eps) and _close(2 * g_p, p_printed):
+            if _close(g_eps, eps) and _close(printed_p(g_p), p_printed):
                 members = group
                 matched.add((g_eps, g_p))
         ordered.append((eps, p_printed, row, members))
@@ -522,8 +522,8 @@ def grid_table(run_dirs: Iterable[str | os.PathLike[str]], paper_csv: str | os.P
     records = []
     for eps, p_printed, row, members in ordered:
         status = STATUS_NOT_REPRODUCED if not members else (STATUS_REPRODUCED if row is not None else STATUS_OURS_ONLY)
-        record: dict[str, Any] = {"p_printed": p_printed, "p_eq5": p_printed / 2, "eps_train": eps, "model": model,
-                                  "status": status, "seeds": _seeds(members), "scale": scale}
+        record: dict[str, Any] = {"p_printed": p_printed, "p_eq5": p_from_printed(p_printed), "eps_train": eps,
+                                  "model": model, "status": status, "seeds": _seeds(members), "scale": scale}
         for metric in GRID_METRICS:
             summary = _optional(members, metric)
             paper_value = float(getattr(row, metric)) if row is not None else math.nan
