@@ -44,3 +44,12 @@ def test_printed_p_conversion_is_one_function():
         p_from_printed(1.2)
     with pytest.raises(ValueError, match=r"eq. \(5\) p must lie in \(0, 0.5\)"):
         printed_p(0.6)
+
+
+def test_path_number_spells_each_value_once():
+    from lipcert.run_record import path_number
+
+    assert path_number(1) == path_number(1.0) == path_number("1.0") == "1"  # eps1 and eps1.0 were two runs
+    assert path_number(0.15) == "0.15" and path_number(1e-5) == "1e-05" and path_number("default") == "default"
+    with pytest.raises(ValueError):
+        path_number("one")

@@ -7,6 +7,8 @@ One definition of each convention that training, certification, tightness, the d
   ``train_`` prefixed for the training set);
 * :func:`p_from_printed` / :func:`printed_p`: eq. (5)'s p from a p printed in the paper's tables (the authors' code
   splits the printed value over both margin sides, so eq. (5)'s p is half of it) and back;
+* :func:`path_number`: how a number is spelled in a run path (``eps0.15``, ``p0.005``, ``lam1e-05``), so that
+  ``1`` and ``1.0`` name the same run;
 * :class:`RunFiles`: the files of one run directory.
 
 Importing this module imports neither torch nor the training engine.
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PAPER_RADII", "RunFiles", "cra_key", "final_metrics_path", "p_from_printed", "printed_p"]
+__all__ = ["PAPER_RADII", "RunFiles", "cra_key", "final_metrics_path", "p_from_printed", "path_number", "printed_p"]
 
 PAPER_RADII: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
 """ℓ2 certification radii of the paper's CRA columns (CLL section 4, Tables 1 and 2)."""
@@ -26,6 +28,14 @@ PAPER_RADII: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
 def cra_key(eps: float, prefix: str = "") -> str:
     """The metrics key of the CRA (in %) at ℓ2 radius ``eps``: ``<prefix>cra_<eps:.6g>``."""
     return f"{prefix}cra_{float(eps):.6g}"
+
+
+def path_number(value: float | str) -> str:
+    """A number as it appears in a run path: ``format(float(value), "g")`` (``1.0`` -> ``1``, ``1e-05``); the word
+    ``default`` (no value set) passes unchanged."""
+    if value == "default":
+        return "default"
+    return f"{float(value):g}"
 
 
 def p_from_printed(p_printed: float) -> float:

@@ -8,7 +8,7 @@ import yaml
 
 from snakemake.utils import validate
 
-from lipcert.run_record import p_from_printed
+from lipcert.run_record import p_from_printed, path_number
 
 validate(config, "../schemas/workflow.schema.yaml")
 
@@ -66,13 +66,15 @@ def train_sets(wildcards):
 
 
 def run_file(name, dataset, model, method, eps, p="default", seed=0, variant="base"):
-    """Path of one file of one run directory (`variant`: base, or a one-parameter sweep value)."""
+    """Path of one file of one run directory (`variant`: base, or a one-parameter sweep value).
+    Numbers are spelled by the one formatter (lipcert.run_record.path_number)."""
+    eps, p = path_number(eps), path_number(p)
     return f"{ROOT}/runs/{dataset}/{model}/{method}/eps{eps}_p{p}/{variant}/seed{seed}/{name}"
 
 
 def p_eq5(p_printed):
     """Eq. (5)'s p from a printed (authors' code convention) p, as a path segment."""
-    return f"{p_from_printed(p_printed):g}"
+    return path_number(p_from_printed(p_printed))
 
 
 def fig4_runs(name):
@@ -123,9 +125,8 @@ def table_row_runs(row, name):
     arch = row_arch(row)
     if arch is None:
         return []
-    p = row["p"] if row["p"] == "default" else f"{float(row['p']):g}"
     return [
-        run_file(name, row["data"], arch, row["loss"], f"{float(row['eps']):g}", p, s)
+        run_file(name, row["data"], arch, row["loss"], row["eps"], row["p"], s)
         for s in SCALE_CFG["seeds"]
     ]
 
@@ -197,11 +198,9 @@ def per_seed_dataset(wildcards):
 def fig5_runs(name):
     """Files `name` of the Fig. 5 eps sweep (methods x eps) and slack sweep (printed p) runs."""
     spec = config["fig5"]
-    p_of = {"cll": f"{spec['cll_p']:g}"}
+    p_of = {"cll": spec["cll_p"]}
     eps_runs = [
-        run_file(
-            name, spec["data"], spec["model"], m, f"{e:g}", p_of.get(m, "default"), s
-        )
+        run_file(name, spec["data"], spec["model"], m, e, p_of.get(m, "default"), s)
         for m in spec["methods"]
         for e in spec["eps"]
         for s in spec["seeds"]
@@ -212,7 +211,7 @@ def fig5_runs(name):
             spec["data"],
             spec["model"],
             "cll",
-            f"{spec['slack_eps']:g}",
+            spec["slack_eps"],
             p_eq5(p),
             s,
         )
@@ -234,7 +233,7 @@ def tableD5_runs(name="metrics.json"):
     """Files `name` of the Table D5 grid (eps x printed p) runs."""
     spec = config["tableD5"]
     return [
-        run_file(name, spec["data"], spec["model"], "cll", f"{e:g}", p_eq5(p), s)
+        run_file(name, spec["data"], spec["model"], "cll", e, p_eq5(p), s)
         for e in spec["eps"]
         for p in spec["p_printed"]
         for s in spec["seeds"]
@@ -250,8 +249,8 @@ def figD1_runs(name="metrics.json"):
             spec["data"],
             spec["model"],
             r["method"],
-            f"{r['eps']:g}",
-            r["p"] if r["p"] == "default" else f"{float(r['p']):g}",
+            r["eps"],
+            r["p"],
             s,
         )
         for r in spec["runs"]
@@ -309,9 +308,7 @@ def figD4_runs(sweep, name="metrics.json"):
     """Files `name` of one Fig. D4 sweep: `lam` or `delta` (CLL) or `output_scale` (GloRo temperature)."""
     spec = config["figD4"]
     method, p = (
-        ("gloro_fixed", "default")
-        if sweep == "output_scale"
-        else ("cll", f"{spec['p']:g}")
+        ("gloro_fixed", "default") if sweep == "output_scale" else ("cll", spec["p"])
     )
     return [
         run_file(
@@ -319,10 +316,10 @@ def figD4_runs(sweep, name="metrics.json"):
             spec["data"],
             spec["model"],
             method,
-            f"{spec['eps']:g}",
+            spec["eps"],
             p,
             s,
-            f"{sweep}{v:g}",
+            f"{sweep}{path_number(v)}",
         )
         for v in spec[sweep]
         for s in spec["seeds"]
