@@ -246,3 +246,16 @@ def test_lr_reference_batch_scales_the_rate_linearly_and_keeps_old_fingerprints(
     assert quick.fingerprint() != unscaled.fingerprint()
     with pytest.raises(ValueError, match="optim.lr_reference_batch must be a positive integer"):
         run_config_from_params("params/cifar10.yaml", "lbdn", ["optim.lr_reference_batch=0"])
+
+
+def test_override_appends_to_a_list_and_keeps_the_fingerprint():
+    """``eval_eps+=[e]`` (the axes of params/cifar10.yaml) certifies at the training eps without copying the radii:
+    the same config, and fingerprint, as the full list."""
+    full = run_config_from_params("params/cifar10.yaml", "cll",
+                                  ["loss.eps=0.25", "eval_eps=[0.1411764705882353, 0.2823529411764706, "
+                                   "0.4235294117647059, 0.25]"], seed=0)
+    appended = run_config_from_params("params/cifar10.yaml", "cll", ["loss.eps=0.25", "eval_eps+=[0.25]"], seed=0)
+    assert appended.eval_eps == full.eval_eps and appended.fingerprint() == full.fingerprint()
+    assert apply_overrides({"a": [1]}, ["a+=2", "a+=[3, 1e-3]"])["a"] == [1, 2, 3, 1e-3]
+    with pytest.raises(ValueError, match=r"'epochs' is 5, not a list to append to"):
+        apply_overrides({"epochs": 5}, ["epochs+=[1]"])

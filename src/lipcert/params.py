@@ -41,21 +41,32 @@ def _number_if_possible(value: Any) -> Any:
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings (values parsed as YAML, so ``1e-3``/``[1, 2]`` work)."""
+    """Apply ``key.sub=value`` strings (values parsed as YAML, so ``1e-3``/``[1, 2]`` work).
+
+    ``key.sub+=value`` appends to the list at ``key.sub`` (a value or a list of values): the axes of a params file
+    say ``eval_eps+=[{}]`` to certify a run at its training eps besides the file's radii, without copying them.
+    """
     out = copy.deepcopy(dict(data))
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
-        parts = [p for p in key.strip().split(".") if p]
+        append = key.endswith("+")
+        parts = [p for p in key.rstrip("+").strip().split(".") if p]
         if not parts:
             raise ValueError(f"override {item!r} has an empty key")
-        value = _number_if_possible(yaml.safe_load(raw))
+        value = yaml.safe_load(raw)
+        value = [_number_if_possible(v) for v in value] if isinstance(value, list) else _number_if_possible(value)
         node = out
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a mapping")
+        if append:
+            current = node.get(parts[-1])
+            if not isinstance(current, list):
+                raise ValueError(f"override {item!r}: {'.'.join(parts)!r} is {current!r}, not a list to append to")
+            value = current + (value if isinstance(value, list) else [value])
         node[parts[-1]] = value
     return out
 
