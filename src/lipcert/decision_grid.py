@@ -136,8 +136,8 @@ def evaluate_run_grid(run_dir: str | Path, out_npz: str | Path, resolution: int 
     """
     from .datasets import load_data
     from .run_record import RunFiles
+    from .losses.registry import calibrated_model_constant
     from .trained_run import load_trained_model
-    from .training import k_hf
 
     run_dir = Path(run_dir)
     cfg, model = load_trained_model(run_dir)
@@ -183,7 +183,7 @@ def evaluate_run_grid(run_dir: str | Path, out_npz: str | Path, resolution: int 
         "n_train": int(y_train.shape[0]),
         "n_test": int(test.n_samples),
         "K_f": k_f,
-        "K_hf": float(k_hf(cfg, k_f, total, total)),
+        "K_hf": float(calibrated_model_constant(cfg.loss, k_f, total, total)),
         "k_body": float(report.k_body),
         "run_metrics": {k: v for k, v in run_metrics.items() if isinstance(v, (int, float))},
     }

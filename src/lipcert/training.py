@@ -26,8 +26,7 @@ from .certification import certify_model
 from .data.tensor_data import TensorData, as_model_input
 from .devices import describe_device, resolve_device, set_deterministic
 from .io_utils import atomic_torch_save, atomic_write_json, read_json
-from .losses import (SLL_OFFSET, SLL_TEMPERATURE, aol_loss, calibrated_loss, calibration_scale,
-                     certificate_regularized_loss, cross_entropy_loss, gloro_loss, margin_hinge_loss)
+from .losses.registry import build_loss, calibrated_model_constant, trains_with_bound
 from .models import LipschitzClassifier, build_model
 from .run_config import RunConfig
 from .run_record import RunFiles, cra_key, final_metrics_path
@@ -94,60 +93,13 @@ def learning_rate(cfg: RunConfig, epoch: int, iteration: int, total_iterations: 
 
 
 def k_hf(cfg: RunConfig, k_f: float, t: int, total: int) -> float:
-    """K(h o f) as section 4.2 defines it: 1/sigma_eps(p) for CLL (with the K-scale beta), s * K(f) for GloRo
-    with output scale s (supplement D), K(f) otherwise."""
-    loss = cfg.loss
-    if loss.name == "gloro":
-        return loss.output_scale * k_f
-    if loss.name != "cll":
-        return k_f
-    beta = loss.beta.spec().value(t, total) if loss.beta is not None else 1.0
-    return 1.0 / (calibration_scale(loss.eps.spec().value(t, total), loss.p.spec().value(t, total)) * beta)
+    """K(h o f) of the run at iteration t of T (section 4.2; :func:`lipcert.losses.registry.calibrated_model_constant`)."""
+    return calibrated_model_constant(cfg.loss, k_f, t, total)
 
 
 def make_loss(cfg: RunConfig, total_iterations: int):
-    """The run's loss as ``f(logits, targets, k_body, head_weight, t) -> scalar`` with scheduled values at t."""
-    loss = cfg.loss
-    T = total_iterations
-
-    def value(spec, t, default=None):
-        return spec.spec().value(t, T) if spec is not None else default
-
-    if loss.name == "cll":
-        def cll(logits, targets, k_body, head_weight, t):
-            return calibrated_loss(
-                logits, targets, k_body, head_weight, eps=value(loss.eps, t), p=value(loss.p, t), delta=loss.delta,
-                beta=value(loss.beta, t, 1.0), normalisation=loss.normalisation, offset_mode=loss.offset_mode,
-                detach_k=loss.detach_k, lam=loss.lam)
-        return cll
-    if loss.name == "gloro":
-        def gloro(logits, targets, k_body, head_weight, t):
-            return gloro_loss(logits, targets, k_body, head_weight, eps=value(loss.eps, t),
-                              trades_weight=value(loss.trades_weight, t), output_scale=loss.output_scale)
-        return gloro
-
-    if loss.name == "certificate_regularized":
-        def soc(logits, targets, k_body, head_weight, t):
-            return certificate_regularized_loss(logits, targets, k_body, head_weight, gamma=loss.gamma or 0.0)
-        return soc
-    if loss.name == "margin_hinge":
-        def cpl(logits, targets, k_body, head_weight, t):
-            return margin_hinge_loss(logits, targets, k_body, head_weight, margin=loss.margin)
-        return cpl
-    if loss.name == "aol":
-        def aol(logits, targets, k_body, head_weight, t):
-            return aol_loss(logits, targets, k_body, head_weight,
-                            offset=SLL_OFFSET if loss.offset is None else loss.offset,
-                            temperature=SLL_TEMPERATURE if loss.temperature is None else loss.temperature)
-        return aol
-
-    def ce(logits, targets, k_body, head_weight, t):
-        return cross_entropy_loss(logits, targets, k_body, head_weight, lam=loss.lam)
-    return ce
-
-
-def _needs_bound(cfg: RunConfig) -> bool:
-    return cfg.loss.name in ("cll", "gloro") or cfg.loss.lam > 0
+    """The run's loss as ``f(logits, targets, k_body, head_weight, t) -> scalar`` (:mod:`lipcert.losses.registry`)."""
+    return build_loss(cfg.loss, total_iterations)
 
 
 def evaluate(model: LipschitzClassifier, x: torch.Tensor, y: torch.Tensor, eps_list, prefix: str) -> dict:
@@ -227,7 +179,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     iters_per_epoch = n // bs if cfg.drop_last else math.ceil(n / bs)
     total = cfg.epochs * iters_per_epoch
     loss_fn = make_loss(cfg, total)
-    needs_bound = _needs_bound(cfg)
+    needs_bound = trains_with_bound(cfg.loss)
     start_epoch, iteration, history, elapsed = 0, 0, [], 0.0
 
     if files.checkpoint.exists():

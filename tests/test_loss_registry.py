@@ -1,0 +1,41 @@
+"""The loss registry (issue 13 item 1, first step): every loss name of the config is registered once, and the
+training engine dispatches on none."""
+
+import typing
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lipcert.losses import calibration_scale
+from lipcert.losses.registry import LOSSES, build_loss, calibrated_model_constant, trains_with_bound
+from lipcert.params import run_config_from_params
+from lipcert.run_config import LossConfig
+
+
+def test_every_configurable_loss_is_registered():
+    names = set(typing.get_args(typing.get_type_hints(LossConfig)["name"]))
+    assert names == set(LOSSES)
+
+
+def test_bound_use_and_model_constant():
+    cll = run_config_from_params("params/cifar10.yaml", "cll", [], seed=0).loss
+    gloro = run_config_from_params("params/cifar10.yaml", "gloro_fixed", [], seed=0).loss
+    ce = LossConfig(name="ce")
+    assert trains_with_bound(cll) and trains_with_bound(gloro) and not trains_with_bound(ce)
+    assert trains_with_bound(replace(ce, lam=1e-6))  # a K^2 term needs the bound
+    # K(h∘f): 1/sigma_eps(p) for CLL (table B4 block 1: eps 0.15, p 0.15 gives the printed 11.6), s K(f) for GloRo
+    assert calibrated_model_constant(cll, 123.0, 5, 10) == pytest.approx(1 / calibration_scale(0.15, 0.15))
+    assert round(calibrated_model_constant(cll, 123.0, 5, 10), 1) == 11.6
+    assert calibrated_model_constant(replace(gloro, output_scale=0.5), 8.0, 0, 10) == 4.0
+    assert calibrated_model_constant(ce, 8.0, 0, 10) == 8.0
+
+
+def test_unknown_loss_names_the_registry():
+    with pytest.raises(ValueError, match=r"unknown loss 'nope'; registered: \["):
+        build_loss(type("Cfg", (), {"name": "nope", "lam": 0.0})(), 10)
+
+
+def test_training_engine_has_no_loss_name_branch():
+    source = (Path(__file__).resolve().parents[1] / "src" / "lipcert" / "training.py").read_text()
+    assert "loss.name" not in source
