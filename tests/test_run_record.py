@@ -53,3 +53,17 @@ def test_path_number_spells_each_value_once():
     assert path_number(0.15) == "0.15" and path_number(1e-5) == "1e-05" and path_number("default") == "default"
     with pytest.raises(ValueError):
         path_number("one")
+
+
+def test_reporting_modules_import_no_private_names_from_each_other():
+    """Issue 13 item 4: reading/aggregation (records), rendering (render) and the reports share public names only."""
+    import ast
+    from pathlib import Path
+
+    reporting = Path(__file__).resolve().parents[1] / "src" / "lipcert" / "reporting"
+    private = []
+    for path in reporting.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                private += [f"{path.name}: {alias.name}" for alias in node.names if alias.name.startswith("_")]
+    assert not private

@@ -34,24 +34,21 @@ import pandas as pd
 
 from ..io_utils import atomic_write_bytes, atomic_write_text, read_json
 from ..run_record import PAPER_RADII, cra_key, p_from_printed, printed_p
-from .tables import (
+from .records import (
     SCALES,
     STATUS_NOT_REPRODUCED,
     STATUS_OURS_ONLY,
     STATUS_REPRODUCED,
     SeedSummary,
-    _check_scale,
-    _fmt,
-    _markdown_table,
-    _number,
-    _numeric_column,
-    _ours_paper_cell,
-    _read_csv_strings,
-    _scale_sentence,
-    _summarise,
+    check_scale,
+    finite_number,
+    numeric_column,
+    read_csv_strings,
     read_run_metrics,
     scale_caveat,
+    summarise,
 )
+from .render import format_value, markdown_table, ours_paper_cell, scale_sentence
 
 __all__ = [
     "DEFAULT_EPS",
@@ -151,7 +148,7 @@ def _metric(run: SweepRun, key: str) -> float:
     if key not in run.metrics:
         available = sorted(k for k in run.metrics if k.startswith("cra_") or k in ("clean", "K_f", "K_hf"))
         raise ValueError(f"{run.metrics_path}: metrics has no key {key!r} (recorded: {available})")
-    return _number(run.metrics[key], f"{run.metrics_path}: metrics[{key!r}]")
+    return finite_number(run.metrics[key], f"{run.metrics_path}: metrics[{key!r}]")
 
 
 def run_param(run: SweepRun, dotted: str) -> float:
@@ -177,7 +174,7 @@ def run_param(run: SweepRun, dotted: str) -> float:
         value = value["start"]
     if value is None:
         raise ValueError(f"{run.metrics_path}: params.{dotted} is null; this sweep needs a number")
-    return _number(value, f"{run.metrics_path}: params.{dotted}")
+    return finite_number(value, f"{run.metrics_path}: params.{dotted}")
 
 
 def training_eps(run: SweepRun) -> float:
@@ -190,7 +187,7 @@ def training_eps(run: SweepRun) -> float:
         value = spec
     if value is None:
         raise ValueError(f"{run.metrics_path}: params.loss.eps is not set; this sweep needs the training ε")
-    return _number(value, f"{run.metrics_path}: params.loss.eps")
+    return finite_number(value, f"{run.metrics_path}: params.loss.eps")
 
 
 def _key(value: float) -> float:
@@ -243,7 +240,7 @@ def _seeds(runs: Sequence[SweepRun]) -> str:
 
 
 def _optional(runs: Sequence[SweepRun], name: str) -> SeedSummary:
-    return _summarise([r.values[name] for r in runs if name in r.values])
+    return summarise([r.values[name] for r in runs if name in r.values])
 
 
 def use_log_x(values: Iterable[float]) -> bool:
@@ -261,13 +258,13 @@ def _ours_cell(summary: SeedSummary, decimals: int = 1) -> str:
     if n == 0:
         return "–"
     if n == 1 or math.isnan(std):
-        return _fmt(mean, decimals)
-    return f"{_fmt(mean, decimals)} ± {_fmt(std, decimals)}"
+        return format_value(mean, decimals)
+    return f"{format_value(mean, decimals)} ± {format_value(std, decimals)}"
 
 
 def _markdown(title: str, scale: str, notes: Sequence[str], header: Sequence[str], rows: Sequence[Sequence[str]],
               right_aligned: Sequence[bool]) -> str:
-    parts = [f"## {title}", _scale_sentence(scale), *notes, _markdown_table(header, rows, right_aligned)]
+    parts = [f"## {title}", scale_sentence(scale), *notes, markdown_table(header, rows, right_aligned)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -309,12 +306,12 @@ def _errorbar(ax, xs: Sequence[float], summaries: Sequence[SeedSummary], **style
 
 
 def _read_fig5_paper(path: str | os.PathLike[str]) -> pd.DataFrame:
-    frame = _read_csv_strings(path)
+    frame = read_csv_strings(path)
     required = ["eps", "gloro_cra", "cll_cra", "printed_rel_gain_pct"]
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; expected {required}")
-    return pd.DataFrame({c: _numeric_column(frame, c, str(path)) for c in required})
+    return pd.DataFrame({c: numeric_column(frame, c, str(path)) for c in required})
 
 
 def _rel_gain(cll: float, gloro: float) -> float:
@@ -336,7 +333,7 @@ def eps_sweep(run_dirs: Iterable[str | os.PathLike[str]], paper_csv: str | os.Pa
     recomputed from its CRAs; ``rel_gain_ours_pct`` = (CLL - GloRo) / GloRo in %. Writes .csv, .md and a
     3-panel figure (CRA, K(f) on a log axis, tightness over ε) as .png and .pdf. Returns the CSV's frame.
     """
-    _check_scale(scale)
+    check_scale(scale)
     runs = _read_all(run_dirs)
     _only_methods(runs, _EPS_SWEEP_METHODS, "the ε sweep (Fig. 5)")
     model = _uniform(runs, _model, "model")
@@ -356,7 +353,7 @@ def eps_sweep(run_dirs: Iterable[str | os.PathLike[str]], paper_csv: str | os.Pa
         for method in _EPS_SWEEP_METHODS:
             prefix = method.lower()
             members = next((g for (m, e), g in groups.items() if m == method and _close(e, eps)), [])
-            summary = _summarise([cra[id(r)] for r in members])
+            summary = summarise([cra[id(r)] for r in members])
             ours[method] = summary.mean
             paper_cra = float(getattr(paper_row, f"{prefix}_cra")) if paper_row is not None else math.nan
             record.update({f"{prefix}_cra_ours": summary.mean, f"{prefix}_cra_std": summary.std,
@@ -380,10 +377,10 @@ def eps_sweep(run_dirs: Iterable[str | os.PathLike[str]], paper_csv: str | os.Pa
     for rec in records:
         cells = [f"{rec['eps']:.6g}"]
         for prefix in ("gloro", "cll"):
-            cells.append(_ours_paper_cell(rec[f"{prefix}_cra_ours"], rec[f"{prefix}_cra_std"], rec[f"{prefix}_n"],
+            cells.append(ours_paper_cell(rec[f"{prefix}_cra_ours"], rec[f"{prefix}_cra_std"], rec[f"{prefix}_n"],
                                           rec[f"{prefix}_cra_paper"], " ± "))
         gain = rec["rel_gain_ours_pct"]
-        cells.append(f"{_fmt(gain, 2)} ({_fmt(rec['rel_gain_paper_printed_pct'])})")
+        cells.append(f"{format_value(gain, 2)} ({format_value(rec['rel_gain_paper_printed_pct'])})")
         for name in ("K_f", "tightness"):
             for prefix in ("gloro", "cll"):
                 cells.append(_ours_cell(SeedSummary(rec[f"{prefix}_{name}"], rec[f"{prefix}_{name}_std"],
@@ -429,7 +426,7 @@ def slack_sweep(run_dirs: Iterable[str | os.PathLike[str]], scale: str, out_stem
     mean / std over seeds, n, seeds and K(h∘f) where recorded. Writes .csv, .md, and .png / .pdf with
     both curves over the printed p on a log x-axis. Returns the CSV's frame.
     """
-    _check_scale(scale)
+    check_scale(scale)
     runs = _read_all(run_dirs)
     _only_methods(runs, ("CLL",), "the slack sweep (Fig. 5 left)")
     model = _uniform(runs, _model, "model")
@@ -438,8 +435,8 @@ def slack_sweep(run_dirs: Iterable[str | os.PathLike[str]], scale: str, out_stem
     records = []
     for p in sorted(groups):
         members = groups[p]
-        clean = _summarise([_metric(r, "clean") for r in members])
-        cra = _summarise([_metric(r, cra_key(eps)) for r in members])
+        clean = summarise([_metric(r, "clean") for r in members])
+        cra = summarise([_metric(r, cra_key(eps)) for r in members])
         k_hf = _optional(members, "K_hf")
         records.append({"p_eq5": p, "p_printed": printed_p(p), "eps_train": eps_train, "eps_cert": eps, "model": model,
                         "n": len(members), "seeds": _seeds(members), "clean": clean.mean, "clean_std": clean.std,
@@ -476,12 +473,12 @@ def slack_sweep(run_dirs: Iterable[str | os.PathLike[str]], scale: str, out_stem
 
 
 def _read_d5_paper(path: str | os.PathLike[str]) -> pd.DataFrame:
-    frame = _read_csv_strings(path)
+    frame = read_csv_strings(path)
     required = ["p", "eps_train", *GRID_METRICS]
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; expected {required}")
-    out = pd.DataFrame({c: _numeric_column(frame, c, str(path)) for c in required})
+    out = pd.DataFrame({c: numeric_column(frame, c, str(path)) for c in required})
     if out[["p", "eps_train"]].isna().any().any():
         raise ValueError(f"{path}: every row needs p and eps_train")
     return out
@@ -498,7 +495,7 @@ def grid_table(run_dirs: Iterable[str | os.PathLike[str]], paper_csv: str | os.P
     ``<m>_paper``, ``<m>_ours`` (mean over seeds), ``<m>_std``, ``<m>_n`` and ``<m>_diff`` (ours - paper).
     Writes .csv and .md. Returns the CSV's frame.
     """
-    _check_scale(scale)
+    check_scale(scale)
     runs = _read_all(run_dirs)
     _only_methods(runs, ("CLL",), "the ε × p grid (Table D5)")
     model = _uniform(runs, _model, "model")
@@ -536,7 +533,7 @@ def grid_table(run_dirs: Iterable[str | os.PathLike[str]], paper_csv: str | os.P
     title = title or f"Table D5: ε_train × p grid (CLL, {model or 'the model'})"
     header = ["p printed (= 2p)", "p eq. (5)", "ε_train", "Clean", "CRA 36/255", "CRA 108/255", "K(h∘f)", "Status"]
     rows = [[f"{r['p_printed']:.6g}", f"{r['p_eq5']:.6g}", f"{r['eps_train']:.6g}",
-             *(_ours_paper_cell(r[f"{m}_ours"], r[f"{m}_std"], r[f"{m}_n"], r[f"{m}_paper"], " ± ")
+             *(ours_paper_cell(r[f"{m}_ours"], r[f"{m}_std"], r[f"{m}_n"], r[f"{m}_paper"], " ± ")
                for m in GRID_METRICS), r["status"]] for r in records]
     notes = ["Cells: ours as mean ± sample std over seeds (paper value); – = no value. Accuracies in %. "
              "The paper's grid is 8C2F on Tiny-ImageNet, seed 1; differences (ours - paper) are in the CSV."]
@@ -566,9 +563,9 @@ def _read_history(run: SweepRun, key: str) -> dict[int, dict[str, float]]:
             if "clean" in entry:
                 raise ValueError(f"{path}: epoch {epoch} was evaluated ('clean' present) but has no key {key!r}")
             continue
-        points[int(_number(epoch, f"{path}: entry {index} 'epoch'"))] = {
-            "cra": _number(entry[key], f"{path}: epoch {epoch} {key!r}"),
-            "clean": _number(entry["clean"], f"{path}: epoch {epoch} 'clean'") if "clean" in entry else math.nan,
+        points[int(finite_number(epoch, f"{path}: entry {index} 'epoch'"))] = {
+            "cra": finite_number(entry[key], f"{path}: epoch {epoch} {key!r}"),
+            "clean": finite_number(entry["clean"], f"{path}: epoch {epoch} 'clean'") if "clean" in entry else math.nan,
         }
     return points
 
@@ -582,7 +579,7 @@ def curves(run_dirs: Iterable[str | os.PathLike[str]], scale: str, out_stem: str
     accuracy mean / std over the seeds that evaluated that epoch, and n. Writes .csv, .md, .png, .pdf.
     Returns the CSV's frame.
     """
-    _check_scale(scale)
+    check_scale(scale)
     runs = _read_all(run_dirs)
     model = _uniform(runs, _model, "model")
     key = cra_key(eps)
@@ -592,8 +589,8 @@ def curves(run_dirs: Iterable[str | os.PathLike[str]], scale: str, out_stem: str
         histories = [_read_history(r, key) for r in members]
         for epoch in sorted(set().union(*histories)):
             present = [h[epoch] for h in histories if epoch in h]
-            cra = _summarise([p["cra"] for p in present])
-            clean = _summarise([p["clean"] for p in present if not math.isnan(p["clean"])])
+            cra = summarise([p["cra"] for p in present])
+            clean = summarise([p["clean"] for p in present if not math.isnan(p["clean"])])
             records.append({"method": method, "epoch": epoch, "cra": cra.mean, "cra_std": cra.std, "n": cra.n,
                             "clean": clean.mean, "clean_std": clean.std, "seeds": _seeds(members),
                             "eps_cert": eps, "model": model, "scale": scale})
@@ -608,7 +605,7 @@ def curves(run_dirs: Iterable[str | os.PathLike[str]], scale: str, out_stem: str
         count = int((frame["method"] == fin["method"]).sum())
         rows.append([fin["method"], fin["seeds"], str(count), str(fin["epoch"]),
                      _ours_cell(SeedSummary(fin["cra"], fin["cra_std"], fin["n"])),
-                     f"{_fmt(top['cra'])} ({top['epoch']})"])
+                     f"{format_value(top['cra'])} ({top['epoch']})"])
     notes = ["CRA in %, mean ± sample std over seeds; the per-epoch curve is in the CSV. The paper prints no "
              "numbers for Fig. D1 (its GloRo run used a fixed ε schedule)."]
     _write_table_files(out_stem, frame, _markdown(title, scale, notes, header, rows, [False, False, *[True] * 4]))
@@ -640,15 +637,15 @@ def param_sweep(run_dirs: Iterable[str | os.PathLike[str]], param: str, scale: s
     over seeds, n and seeds. Writes .csv, .md and .png / .pdf (accuracies on the left axis, K(f) on a
     log right axis); the x-axis is logarithmic when :func:`use_log_x` holds. Returns the CSV's frame.
     """
-    _check_scale(scale)
+    check_scale(scale)
     runs = _read_all(run_dirs)
     model = _uniform(runs, _model, "model")
     groups = _group(runs, lambda r: (r.method, _key(run_param(r, param))), f"(method, {param})")
     records = []
     for method, value in sorted(groups, key=lambda k: (k[0], k[1])):
         members = groups[(method, value)]
-        clean = _summarise([_metric(r, "clean") for r in members])
-        cra = _summarise([_metric(r, cra_key(eps)) for r in members])
+        clean = summarise([_metric(r, "clean") for r in members])
+        cra = summarise([_metric(r, cra_key(eps)) for r in members])
         k_f = _optional(members, "K_f")
         records.append({"method": method, "param": param, "value": value, "n": len(members),
                         "seeds": _seeds(members), "clean": clean.mean, "clean_std": clean.std, "cra": cra.mean,
