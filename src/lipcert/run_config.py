@@ -22,6 +22,8 @@ from .schedules import ScheduleSpec
 __all__ = ["DataConfig", "LossConfig", "OptimConfig", "RunConfig", "load_run_config"]
 
 _SCHEDULED = ("eps", "p", "beta", "trades_weight")
+# keys added after runs existed: left out of the fingerprint while unset (old runs keep theirs)
+_ENTER_ONLY_WHEN_SET = (("optim", "lr_reference_batch"), ("loss", "options"))
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class LossConfig:
     training step (supplement B: 5); ``output_scale`` is GloRo's fixed temperature s = 1/T (supplement D).
     """
 
-    name: Literal["cll", "gloro", "ce", "certificate_regularized", "margin_hinge", "aol"]
+    name: str  # a registered loss (lipcert.losses.registry.LOSSES): cll, gloro, ce, certificate_regularized, ...
     eps: ScheduleConfig | None = None
     p: ScheduleConfig | None = None
     delta: float | None = None
@@ -68,8 +70,12 @@ class LossConfig:
     margin: float | None = None
     offset: float | None = None
     temperature: float | None = None
+    options: dict[str, Any] | None = None  # a registered loss's own options, validated by its options dataclass
 
     def __post_init__(self) -> None:
+        from .losses.registry import check_loss_options  # the registry imports torch: only when a config is built
+
+        check_loss_options(self.name, self.options)
         check_range("loss.lam", self.lam, lo=0.0)
         check_range("loss.power_iter", self.power_iter, lo=1)
         own = {"gamma": "certificate_regularized", "margin": "margin_hinge", "offset": "aol", "temperature": "aol"}
@@ -250,13 +256,14 @@ class RunConfig:
     def fingerprint(self) -> str:
         """Hash of everything that determines the run's result (threads excluded).
 
-        ``optim.lr_reference_batch`` enters only when set, so runs made before the option existed keep
-        their fingerprint (and resume from their checkpoints).
+        ``optim.lr_reference_batch`` and ``loss.options`` enter only when set, so runs made before the options
+        existed keep their fingerprint (and resume from their checkpoints).
         """
         data = self.to_dict()
         data.pop("threads")
-        if data["optim"]["lr_reference_batch"] is None:
-            del data["optim"]["lr_reference_batch"]
+        for section, key in _ENTER_ONLY_WHEN_SET:
+            if data[section][key] is None:
+                del data[section][key]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

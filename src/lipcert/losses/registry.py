@@ -3,7 +3,8 @@
 An entry says how to build the run's loss from its ``LossConfig`` (scheduled values evaluated at the iteration
 t of T, CLL supplement eq. (17)), whether it trains with the differentiable bound K_body, and its K(h∘f) (section
 4.2: 1/sigma_eps(p) for CLL with the K-scale beta, s K(f) for GloRo with output scale s (supplement D), K(f)
-otherwise).  A new loss is its module plus one entry here (its config fields still live in ``LossConfig``).
+otherwise).  A new loss is its module plus one :func:`register_loss` call, with its own options dataclass
+(``loss.options`` in a params file); the six losses below still keep their options as ``LossConfig`` fields.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lipcert.config_validation import from_dict
 from lipcert.losses.aol_loss import SLL_OFFSET, SLL_TEMPERATURE, aol_loss
 from lipcert.losses.calibrated_loss import calibrated_loss, calibration_scale
 from lipcert.losses.certificate_regularized import certificate_regularized_loss
@@ -18,7 +20,8 @@ from lipcert.losses.cross_entropy import cross_entropy_loss
 from lipcert.losses.gloro_loss import gloro_loss
 from lipcert.losses.margin_hinge import margin_hinge_loss
 
-__all__ = ["LOSSES", "LossEntry", "build_loss", "calibrated_model_constant", "trains_with_bound"]
+__all__ = ["LOSSES", "LossEntry", "build_loss", "calibrated_model_constant", "check_loss_options", "loss_options",
+           "register_loss", "trains_with_bound"]
 
 # loss(logits, targets, k_body, head_weight, t) -> scalar tensor
 LossFn = Callable[..., object]
@@ -27,11 +30,14 @@ LossFn = Callable[..., object]
 @dataclass(frozen=True)
 class LossEntry:
     """``build(loss_config, T) -> LossFn``; ``uses_bound``: trains with K_body even without a K^2 term;
-    ``model_constant(loss_config, k_f, t, T) -> K(h∘f)``."""
+    ``model_constant(loss_config, k_f, t, T) -> K(h∘f)``; ``options``: the dataclass of the loss's own options
+    (``loss.options`` in a params file, validated by :func:`lipcert.config_validation.from_dict`; read them in
+    ``build`` with :func:`loss_options`), or None."""
 
     build: Callable[[object, int], LossFn]
     uses_bound: bool
     model_constant: Callable[[object, float, int, int], float]
+    options: type | None = None
 
 
 def _value(spec, t: int, total: int, default=None):
@@ -104,10 +110,45 @@ LOSSES: dict[str, LossEntry] = {
 }
 
 
+def register_loss(name: str, entry: LossEntry) -> None:
+    """Add a loss under ``name`` (the one place a new method's loss is named); a taken name raises."""
+    if name in LOSSES:
+        raise ValueError(f"loss {name!r} is already registered")
+    if not isinstance(entry, LossEntry):
+        raise TypeError(f"register_loss({name!r}, ...) needs a LossEntry, got {type(entry).__name__}")
+    LOSSES[name] = entry
+
+
+def _named(name: str) -> LossEntry:
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; registered: {sorted(LOSSES)} (lipcert.losses.registry)")
+    return LOSSES[name]
+
+
 def _entry(loss) -> LossEntry:
-    if loss.name not in LOSSES:
-        raise ValueError(f"unknown loss {loss.name!r}; registered: {sorted(LOSSES)} (lipcert.losses.registry)")
-    return LOSSES[loss.name]
+    return _named(loss.name)
+
+
+def check_loss_options(name: str, options) -> None:
+    """Raise ValueError naming the problem: an unregistered loss, or options it does not declare or accept."""
+    if name not in LOSSES:
+        raise ValueError(f"loss.name: unknown loss {name!r}; registered: {sorted(LOSSES)} (lipcert.losses.registry)")
+    entry = LOSSES[name]
+    if options is None:
+        if entry.options is not None:
+            from_dict(entry.options, {}, f"loss.options ({name})")  # required options must be given
+        return
+    if entry.options is None:
+        raise ValueError(f"loss.options: loss {name!r} declares no options, got {sorted(options)}")
+    from_dict(entry.options, options, f"loss.options ({name})")
+
+
+def loss_options(loss):
+    """The validated options dataclass of the run's loss (its declared defaults where ``loss.options`` is unset)."""
+    entry = _entry(loss)
+    if entry.options is None:
+        raise ValueError(f"loss {loss.name!r} declares no options")
+    return from_dict(entry.options, loss.options or {}, f"loss.options ({loss.name})")
 
 
 def build_loss(loss, total_iterations: int) -> LossFn:
