@@ -44,3 +44,27 @@ def test_unknown_loss_names_the_registry():
 def test_training_engine_has_no_loss_name_branch():
     source = (Path(__file__).resolve().parents[1] / "src" / "lipcert" / "training.py").read_text()
     assert "loss.name" not in source
+
+
+def test_bound_provider_and_certificate_registries():
+    """Issue 13 item 1: a run names its bound provider and certificate; unset means the global bound and the ℓ2
+    margin, with the fingerprints of runs made before the keys existed."""
+    import torch
+
+    from lipcert.certification import certify_model
+    from lipcert.methods import BOUND_PROVIDERS, CERTIFICATES, certify_with
+    from lipcert.models import ArchitectureSpec, build_from_spec
+
+    assert set(BOUND_PROVIDERS) == {"global"} and set(CERTIFICATES) == {"l2_margin"}
+    base = run_config_from_params("params/two_moons.yaml", "cll", [], seed=0)
+    named = run_config_from_params("params/two_moons.yaml", "cll", ["bound=global", "certificate=l2_margin"], seed=0)
+    assert named.bound == "global" and base.bound is None and base.fingerprint() != named.fingerprint()
+    assert base.fingerprint() == replace(named, bound=None, certificate=None).fingerprint()
+    for key, what in (("bound", "bound provider"), ("certificate", "certificate")):
+        with pytest.raises(ValueError, match=rf"unknown {what} 'local'; registered: \["):
+            run_config_from_params("params/two_moons.yaml", "cll", [f"{key}=local"], seed=0)
+    model = build_from_spec(ArchitectureSpec.from_dict("m", {"input_shape": [2], "layers": "d(8) d(4) d(2)"}), seed=0)
+    model.converge()
+    x, y = torch.randn(50, 2, generator=torch.Generator().manual_seed(0)), torch.arange(50) % 2
+    a, b = certify_model(model, x, y, (0.01, 0.1)), certify_with(model, x, y, (0.01, 0.1))
+    assert a.certified_accuracy == b.certified_accuracy and (a.radii == b.radii).all()

@@ -23,7 +23,7 @@ __all__ = ["DataConfig", "LossConfig", "OptimConfig", "RunConfig", "load_run_con
 
 _SCHEDULED = ("eps", "p", "beta", "trades_weight")
 # keys added after runs existed: left out of the fingerprint while unset (old runs keep theirs)
-_ENTER_ONLY_WHEN_SET = (("optim", "lr_reference_batch"), ("loss", "options"))
+_ENTER_ONLY_WHEN_SET = (("optim", "lr_reference_batch"), ("loss", "options"), (None, "bound"), (None, "certificate"))
 
 
 @dataclass(frozen=True)
@@ -236,8 +236,14 @@ class RunConfig:
     threads: int = 1
     drop_last: bool = True
     head: Literal["linear", "lln", "pooling_linear"] = "linear"
+    bound: str | None = None        # a registered bound provider (lipcert.methods); None: "global"
+    certificate: str | None = None  # a registered certificate (lipcert.methods); None: "l2_margin"
 
     def __post_init__(self) -> None:
+        from .methods import bound_provider, certificate  # validates the names (imports torch, as the losses do)
+
+        bound_provider(self.bound)
+        certificate(self.certificate)
         check_range("epochs", self.epochs, lo=1)
         check_range("batch_size", self.batch_size, lo=1)
         check_range("seed", self.seed, lo=0)
@@ -256,14 +262,15 @@ class RunConfig:
     def fingerprint(self) -> str:
         """Hash of everything that determines the run's result (threads excluded).
 
-        ``optim.lr_reference_batch`` and ``loss.options`` enter only when set, so runs made before the options
+        ``optim.lr_reference_batch``, ``loss.options``, ``bound`` and ``certificate`` enter only when set, so runs made before the options
         existed keep their fingerprint (and resume from their checkpoints).
         """
         data = self.to_dict()
         data.pop("threads")
         for section, key in _ENTER_ONLY_WHEN_SET:
-            if data[section][key] is None:
-                del data[section][key]
+            node = data if section is None else data[section]
+            if node[key] is None:
+                del node[key]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

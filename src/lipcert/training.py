@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .certification import certify_model
+from .methods import bound_provider, certify_with
 from .data.tensor_data import TensorData, as_model_input
 from .devices import describe_device, resolve_device, set_deterministic
 from .io_utils import atomic_torch_save, atomic_write_json, read_json
@@ -102,10 +102,13 @@ def make_loss(cfg: RunConfig, total_iterations: int):
     return build_loss(cfg.loss, total_iterations)
 
 
-def evaluate(model: LipschitzClassifier, x: torch.Tensor, y: torch.Tensor, eps_list, prefix: str) -> dict:
+def evaluate(model: LipschitzClassifier, x: torch.Tensor, y: torch.Tensor, eps_list, prefix: str,
+             cfg: RunConfig | None = None) -> dict:
     """Clean accuracy and CRA (eq. (18)) with the frozen converged bound, as percentages.  ``x`` is stored data
-    (uint8 images stay uint8; :func:`as_model_input` is applied per certification batch)."""
-    res = certify_model(model, x, y, eps_list, transform=as_model_input)
+    (uint8 images stay uint8; :func:`as_model_input` is applied per certification batch).  The run's bound provider
+    and certificate (:mod:`lipcert.methods`) decide; the defaults are the global bound and the ℓ2 margin."""
+    res = certify_with(model, x, y, eps_list, bound=cfg.bound if cfg else None,
+                       certificate_name=cfg.certificate if cfg else None, transform=as_model_input)
     out = {f"{prefix}clean": 100.0 * res.clean_accuracy}
     for e, c in zip(res.eps_list, res.certified_accuracy):
         out[cra_key(e, prefix)] = 100.0 * c
@@ -113,20 +116,29 @@ def evaluate(model: LipschitzClassifier, x: torch.Tensor, y: torch.Tensor, eps_l
 
 
 def train_step(model: LipschitzClassifier, optimizer: torch.optim.Optimizer, loss_fn, xb: torch.Tensor,
-               yb: torch.Tensor, iteration: int, power_iter: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               yb: torch.Tensor, iteration: int, power_iter: int | None,
+               training_constant=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimisation step (supplement B): forward, K_body from ``power_iter`` warm-started power-iteration steps
-    (None: no bound, K_body = 1), the loss at ``iteration``, backward, optimiser step.
+    (None: no bound, K_body = 1) through ``training_constant(model, n_iter)`` (the run's bound provider,
+    :mod:`lipcert.methods`; default ``model.body_lipschitz``), the loss at ``iteration``, backward, optimiser step.
 
     Returns the detached float64 loss, logits and K_body, all on the batch's device; nothing is read back to
     the host (a non-finite loss is the caller's to detect from the returned value).
     """
     logits = model(xb)
-    k_body = model.body_lipschitz(power_iter) if power_iter is not None else torch.ones((), device=xb.device)
+    if power_iter is None:
+        k_body = torch.ones((), device=xb.device)
+    else:
+        k_body = (training_constant or _body_lipschitz)(model, power_iter)
     loss = loss_fn(logits, yb, k_body, model.head_weight(), iteration)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.detach().to(torch.float64), logits.detach(), k_body.detach()
+
+
+def _body_lipschitz(model, n_iter: int) -> torch.Tensor:
+    return model.body_lipschitz(n_iter)
 
 
 def _non_finite(value: float, epoch: int, epoch_start_iteration: int, batch: int) -> NonFiniteLossError:
@@ -180,6 +192,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     total = cfg.epochs * iters_per_epoch
     loss_fn = make_loss(cfg, total)
     needs_bound = trains_with_bound(cfg.loss)
+    provider = bound_provider(cfg.bound)
     start_epoch, iteration, history, elapsed = 0, 0, [], 0.0
 
     if files.checkpoint.exists():
@@ -224,7 +237,8 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
                         for group in optimizer.param_groups:
                             group["lr"] = learning_rate(cfg, epoch, iteration, total)
                     detached, logits, k_body = train_step(model, optimizer, loss_fn, xb, yb, iteration,
-                                                          cfg.loss.power_iter if needs_bound else None)
+                                                          cfg.loss.power_iter if needs_bound else None,
+                                                          provider.training_constant)
                     newly_bad = (first_bad < 0) & ~torch.isfinite(detached)
                     first_bad = torch.where(newly_bad, b, first_bad)
                     bad_loss = torch.where(newly_bad, detached, bad_loss)
@@ -254,9 +268,9 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
                      "converge_iterations": report.iterations, "converge_s": report.seconds, "train_s": train_s}
             last = epoch + 1 == cfg.epochs
             if last or (epoch + 1) % cfg.eval_every == 0:
-                entry.update(evaluate(model, x_test, y_test, cfg.eval_eps, ""))
+                entry.update(evaluate(model, x_test, y_test, cfg.eval_eps, "", cfg))
             if last:
-                entry.update(evaluate(model, x_train, y_train, cfg.eval_eps, "train_"))
+                entry.update(evaluate(model, x_train, y_train, cfg.eval_eps, "train_", cfg))
             elapsed += time.perf_counter() - t0
             entry["elapsed_s"] = elapsed
             history.append(entry)
