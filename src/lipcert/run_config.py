@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Mapping
 
@@ -174,7 +175,7 @@ class DataConfig:
     Fields of one kind of dataset may not be set for the other.
     """
 
-    name: Literal["two_moons", "cifar10", "cifar100", "tiny_imagenet"]
+    name: Literal["two_moons", "cifar10", "cifar100", "tiny_imagenet"]  # DATASET_NAMES below
     n_train: int = 2000
     n_test: int = 20000
     noise_radius: float = 0.1
@@ -212,6 +213,10 @@ class DataConfig:
             value = getattr(self, key)
             if value is not None:
                 check_range(f"data.{key}", value, lo=1)
+
+
+DATASET_NAMES: tuple[str, ...] = typing.get_args(typing.get_type_hints(DataConfig)["name"])
+"""The datasets a run can name (``data.name``); the workflow's ``dataset`` wildcard (:mod:`lipcert.plan`)."""
 
 
 @dataclass(frozen=True)

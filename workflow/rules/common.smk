@@ -8,6 +8,7 @@ import yaml
 
 from snakemake.utils import validate
 
+from lipcert.plan import check_table_rows, wildcard_patterns
 from lipcert.run_record import p_from_printed, path_number
 
 validate(config, "../schemas/workflow.schema.yaml")
@@ -22,10 +23,15 @@ LOGS = f"{ROOT}/logs"
 BENCH = f"{ROOT}/benchmarks"
 
 
+# dataset, model and method names come from the params files (lipcert.plan), not from lists kept here
+NAMES = wildcard_patterns("params")
+check_table_rows(config["paper_tables"], "params")
+
+
 wildcard_constraints:
-    dataset="two_moons|cifar10|cifar100|tiny_imagenet",
-    model="two_moons|4C3F|4C3F_authors_code|6C2F|8C2F|LipConv-(10|20)(_64)?|CPL-(S|XL)|SLL-(S|XL)(_64)?|Sandwich(-S)?",
-    method="cll|gloro|gloro_fixed|ce|soc|cll_lipconv|cpl|cll_cpl|sll|cll_sll|lbdn|cll_lbdn",
+    dataset=NAMES["dataset"],
+    model=NAMES["model"],
+    method=NAMES["method"],
     eps=r"[0-9.]+",
     p=r"default|[0-9.e-]+",
     seed=r"\d+",
