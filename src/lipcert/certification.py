@@ -28,6 +28,7 @@ __all__ = [
     "CertificationResult",
     "certification_logits",
     "certification_tensors",
+    "check_certification_inputs",
     "certified_margins",
     "certify",
     "certify_model",
@@ -229,14 +230,19 @@ def certify_model(
     ``transform`` (e.g. uint8 images to [0, 1] floats) is applied per batch, so stored inputs are never converted
     as a whole (the training set of Tiny-ImageNet would take 4.9 GB as float32).
     """
+    check_certification_inputs(inputs, labels, batch_size)
+    k_pairwise = model.pairwise_lipschitz()
+    return certify(certification_logits(model, inputs, batch_size, transform), labels, k_pairwise, eps_list)
+
+
+def check_certification_inputs(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int) -> None:
+    """The argument checks of a model certification (:func:`certify_model`, :func:`lipcert.methods.certify_with`)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     if inputs.shape[0] != labels.shape[0]:
         raise ValueError(
             f"inputs and labels must have the same number of samples, got {inputs.shape[0]} and {labels.shape[0]}"
         )
-    k_pairwise = model.pairwise_lipschitz()
-    return certify(certification_logits(model, inputs, batch_size, transform), labels, k_pairwise, eps_list)
 
 
 def certification_logits(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1000,

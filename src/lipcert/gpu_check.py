@@ -81,6 +81,7 @@ def probe_model(model: str, device: str, steps: int = PROBE_STEPS, seed: int = 0
     from a fresh start and after the steps, and the peak memory of one run (issue 12: 4C3F, 6C2F, 8C2F)."""
     import torch
 
+    from .data.tensor_data import as_model_input
     from .devices import resolve_device
     from .models import build_model
     from .training import make_optimizer, make_loss, train_step
@@ -91,7 +92,7 @@ def probe_model(model: str, device: str, steps: int = PROBE_STEPS, seed: int = 0
     net = build_model(model, seed=seed).to(dev)
     optimizer = make_optimizer(cfg, net)
     loss_fn = make_loss(cfg, 1000)
-    x = data.x_train.to(dev).float() / 255.0
+    x = as_model_input(data.x_train.to(dev))
     y = data.y_train.to(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -135,8 +136,7 @@ def measure_run(model: str, device: str, epochs: int, train: int, test: int, out
     # certification of 10 000 images (the test set repeated if smaller), bound already converged
     from .trained_run import load_trained_model
 
-    _, trained = load_trained_model(out_dir, device=dev)
-    trained.converge(cfg.converge_tol)
+    _, trained = load_trained_model(out_dir, device=dev)  # its frozen converged bound comes with it
     reps = -(-certify_images // test)
     x = as_model_input(data.x_test.repeat(reps, 1, 1, 1)[:certify_images].to(dev))
     y = data.y_test.repeat(reps)[:certify_images].to(dev)
@@ -167,9 +167,14 @@ def _sync(dev) -> None:
         torch.cuda.synchronize(dev)
 
 
+def _child_env() -> dict:
+    """The environment of a child process: this checkout's ``src`` first on ``PYTHONPATH``."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(_project_root() / "src"), os.environ.get("PYTHONPATH", "")])}
+
+
 def run_shared(model: str, n: int, args, out: Path) -> dict:
     """``n`` runs of ``model`` at the same time on the same device (one process each); wall time and per-run results."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_project_root() / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = _child_env()
     procs = []
     start = time.perf_counter()
     for i in range(n):
@@ -195,7 +200,7 @@ def _pytest_gpu(out: Path) -> dict:
     files = sorted(str(p) for p in tests.glob("test_*.py") if "mark.gpu" in p.read_text())
     if not files:
         return {"ran": False, "reason": "no test files with gpu tests found"}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(_project_root() / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = _child_env()
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "-o", "addopts=", *files]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=_project_root())

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .certification import CertificationResult, certification_logits, certify
+from .certification import CertificationResult, certification_logits, certify, check_certification_inputs
 
 __all__ = ["BOUND_PROVIDERS", "CERTIFICATES", "BoundProvider", "Certificate", "bound_provider", "certificate",
            "certify_with", "DEFAULT_BOUND", "DEFAULT_CERTIFICATE"]
@@ -82,6 +82,7 @@ def certify_with(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Ten
                  transform=None) -> CertificationResult:
     """Certify ``model`` on (inputs, labels) with a registered bound provider and certificate (defaults: the global
     bound and the ℓ2 margin certificate, i.e. :func:`lipcert.certification.certify_model`)."""
+    check_certification_inputs(inputs, labels, batch_size)
     provider, cert = bound_provider(bound), certificate(certificate_name)
     if provider.per_input and not cert.per_input_constants:
         raise ValueError(f"certificate {certificate_name or DEFAULT_CERTIFICATE!r} takes global constants, but bound "

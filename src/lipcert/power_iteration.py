@@ -189,7 +189,7 @@ class _SpectralMixin:
         _, s, vh = torch.linalg.svd(self.dense_operator(), full_matrices=False)
         return LayerConvergence(float(s[0]), 1, True, 0.0), vh[:1].reshape(self.pi_vector.shape)
 
-    def _from_ritz_pair(self, pair: TopEigenpair, tol: float) -> tuple[LayerConvergence, torch.Tensor]:
+    def _from_ritz_pair(self, pair: TopEigenpair) -> tuple[LayerConvergence, torch.Tensor]:
         """sigma = max(||W y||, sqrt(theta)) for the unit Ritz vector y; both are <= ||W|| (from below)."""
         w = self.weight.detach().to(torch.float64)
         vector = pair.vector.reshape(self.pi_vector.shape)
@@ -417,7 +417,7 @@ def converge_spectral_layers(layers: Sequence[_SpectralMixin], tol: float = 1e-9
     pairs = top_eigenpairs([EigenProblem(layers[i].gram_operator(), layers[i]._start_vector()) for i in iterative],
                            tol, max_iter)
     for i, pair in zip(iterative, pairs):
-        outcomes[i] = layers[i]._from_ritz_pair(pair, tol)
+        outcomes[i] = layers[i]._from_ritz_pair(pair)
     results = []
     for i, layer in enumerate(layers):
         result, vector = outcomes[i]

@@ -120,7 +120,7 @@ def train_step(model: LipschitzClassifier, optimizer: torch.optim.Optimizer, los
                training_constant=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimisation step (supplement B): forward, K_body from ``power_iter`` warm-started power-iteration steps
     (None: no bound, K_body = 1) through ``training_constant(model, n_iter)`` (the run's bound provider,
-    :mod:`lipcert.methods`; default ``model.body_lipschitz``), the loss at ``iteration``, backward, optimiser step.
+    :mod:`lipcert.methods`; default: the global bound's), the loss at ``iteration``, backward, optimiser step.
 
     Returns the detached float64 loss, logits and K_body, all on the batch's device; nothing is read back to
     the host (a non-finite loss is the caller's to detect from the returned value).
@@ -129,16 +129,12 @@ def train_step(model: LipschitzClassifier, optimizer: torch.optim.Optimizer, los
     if power_iter is None:
         k_body = torch.ones((), device=xb.device)
     else:
-        k_body = (training_constant or _body_lipschitz)(model, power_iter)
+        k_body = (training_constant or bound_provider(None).training_constant)(model, power_iter)
     loss = loss_fn(logits, yb, k_body, model.head_weight(), iteration)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.detach().to(torch.float64), logits.detach(), k_body.detach()
-
-
-def _body_lipschitz(model, n_iter: int) -> torch.Tensor:
-    return model.body_lipschitz(n_iter)
 
 
 def _non_finite(value: float, epoch: int, epoch_start_iteration: int, batch: int) -> NonFiniteLossError:

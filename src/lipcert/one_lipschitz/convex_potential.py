@@ -95,6 +95,7 @@ class _ConvexPotential(OneLipschitzLayer, abc.ABC):
 
     def __init__(self, inner: SpectralConv2d | SpectralLinear, epsilon: float, train_iterations: int) -> None:
         super().__init__()
+        self._eval_step_cache = None  # ((h, dtype, device), step tensor) of the last evaluation forward
         self.inner = inner
         self.epsilon = _check_epsilon(epsilon)
         self.train_iterations = _check_positive_int("train_iterations", train_iterations)
@@ -135,7 +136,7 @@ class _ConvexPotential(OneLipschitzLayer, abc.ABC):
             return (2.0 / denom).to(like.dtype)
         h = self._eval_step()
         key = (h, like.dtype, like.device)
-        cached = getattr(self, "_eval_step_cache", None)
+        cached = self._eval_step_cache
         if cached is None or cached[0] != key:  # one host-to-device copy per converged value, not per forward
             exact = torch.tensor(h, dtype=torch.float64, device=like.device)
             h_t = exact.to(like.dtype)
