@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PAPER_RADII", "RunFiles", "cra_key", "final_metrics_path", "p_from_printed", "path_number", "printed_p"]
+__all__ = ["COLLAPSE_KEY", "PAPER_RADII", "RunFiles", "collapse_of", "cra_key", "final_metrics_path", "p_from_printed", "path_number", "printed_p"]
 
 PAPER_RADII: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
 """ℓ2 certification radii of the paper's CRA columns (CLL section 4, Tables 1 and 2)."""
@@ -103,3 +103,21 @@ class RunFiles:
 def final_metrics_path(run_dir: str | Path) -> Path:
     """Where a finished run's ``metrics.json`` lives."""
     return RunFiles(Path(run_dir)).metrics
+
+
+COLLAPSE_KEY = "collapse"
+"""Key under ``extra`` of ``metrics.json``: None for a run that learned, else a mapping with at least ``reason`` (a
+short sentence: e.g. clean accuracy at chance level, or the training loss back at its first-epoch value) set by the
+training stage; reporting marks every table cell such a run feeds (issue 13, item 5)."""
+
+
+def collapse_of(record) -> dict | None:
+    """The collapse flag of a ``metrics.json`` record (``extra.collapse``), or None when the run did not collapse
+    (or was written before the flag existed)."""
+    flag = (record.get("extra") or {}).get(COLLAPSE_KEY)
+    if flag is None:
+        return None
+    if not isinstance(flag, dict) or not isinstance(flag.get("reason"), str):
+        raise ValueError(f"metrics.json extra.{COLLAPSE_KEY} must be null or a mapping with a 'reason' string, "
+                         f"got {flag!r}")
+    return flag
