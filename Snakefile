@@ -17,6 +17,87 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/notebooks.smk"
 
 
+# Targets: one rule per table and figure of the paper (their runs: params/workflow.yaml `targets`).
+
+
+rule fig4:
+    input:
+        f"{ROOT}/figures/fig4.png",
+        f"{ROOT}/figures/fig4.pdf",
+        f"{ROOT}/tables/fig4.csv",
+        f"{ROOT}/tables/fig4.md",
+        f"{ROOT}/tables/fig4_metrics.json",
+        f"{ROOT}/notebooks/fig4.html",
+
+
+rule figD2:
+    input:
+        f"{ROOT}/figures/figD2.png",
+        f"{ROOT}/figures/figD2.pdf",
+        f"{ROOT}/tables/figD2.csv",
+        f"{ROOT}/tables/figD2.md",
+        f"{ROOT}/tables/figD2_metrics.json",
+        f"{ROOT}/notebooks/figD2.html",
+
+
+rule table1:
+    input:
+        expand(f"{ROOT}/tables/table1.{{ext}}", ext=["csv", "md", "tex"]),
+        f"{ROOT}/notebooks/table1.html",
+
+
+rule table2:
+    input:
+        expand(f"{ROOT}/tables/table2.{{ext}}", ext=["csv", "md", "tex"]),
+        f"{ROOT}/notebooks/table2.html",
+
+
+rule tableD6:
+    input:
+        expand(f"{ROOT}/tables/tableD6.{{ext}}", ext=["csv", "md", "tex"]),
+        f"{ROOT}/notebooks/tableD6.html",
+
+
+rule tableD7:
+    input:
+        expand(f"{ROOT}/tables/tableD7.{{ext}}", ext=["csv", "md", "tex"]),
+        f"{ROOT}/notebooks/tableD7.html",
+
+
+rule tableD8:
+    input:
+        expand(f"{ROOT}/tables/tableD8.{{ext}}", ext=["csv", "md", "tex"]),
+        f"{ROOT}/notebooks/tableD8.html",
+
+
+rule fig5:
+    input:
+        rules.fig5_figure.output,
+        f"{ROOT}/notebooks/fig5_eps_sweep.html",
+        f"{ROOT}/notebooks/fig5_slack_sweep.html",
+
+
+rule figD1:
+    input:
+        rules.figD1_figure.output,
+        f"{ROOT}/notebooks/figD1.html",
+
+
+rule tableD5:
+    input:
+        rules.tableD5_table.output,
+        f"{ROOT}/notebooks/tableD5.html",
+
+
+rule figD4:
+    input:
+        rules.figD4_figure.output,
+        expand(
+            f"{ROOT}/notebooks/figD4_{{sweep}}.html",
+            sweep=["lambda", "delta", "temperature"],
+        ),
+
+
 rule all:
     default_target: True
     input:

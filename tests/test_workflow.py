@@ -40,7 +40,7 @@ def test_fig4_dag_at_paper_scale():
     assert counts["train"] == 8 and counts["certify"] == 8 and counts["tightness"] == 8
     assert counts["decision_grid"] == 8
     assert counts["mlflow_init"] == 1 and counts["prepare_data"] == 1
-    assert counts["fig4_figure"] == 1 and counts["render_notebook"] == 1
+    assert counts["two_moons_figure"] == 1 and counts["run_summary_table"] == 1 and counts["render_notebook"] == 1
 
 
 def test_table2_dag_at_paper_scale():

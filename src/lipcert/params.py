@@ -8,6 +8,7 @@ overrides; the result is validated by :func:`lipcert.run_config.load_run_config`
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,8 @@ def _number_if_possible(value: Any) -> Any:
 def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` strings (values parsed as YAML, so ``1e-3``/``[1, 2]`` work).
 
-    ``key.sub+=value`` appends to the list at ``key.sub`` (a value or a list of values): the axes of a params file
-    say ``eval_eps+=[{}]`` to certify a run at its training eps besides the file's radii, without copying them.
+    ``key+=value`` appends to the list at ``key`` (a value or a list of values); an unset top-level key appends to
+    :class:`RunConfig`'s default (``eval_eps+=[0.5]``: the paper radii and 0.5, without copying the radii).
     """
     out = copy.deepcopy(dict(data))
     for item in overrides:
@@ -63,12 +64,19 @@ def apply_overrides(data: Mapping[str, Any], overrides: list[str]) -> dict[str, 
             if not isinstance(node, dict):
                 raise ValueError(f"override {item!r}: {part!r} is not a mapping")
         if append:
-            current = node.get(parts[-1])
+            current = node.get(parts[-1], _default_of(parts) if node is out else None)
             if not isinstance(current, list):
                 raise ValueError(f"override {item!r}: {'.'.join(parts)!r} is {current!r}, not a list to append to")
             value = current + (value if isinstance(value, list) else [value])
         node[parts[-1]] = value
     return out
+
+
+def _default_of(parts: list[str]) -> Any:
+    field = RunConfig.__dataclass_fields__.get(parts[0]) if len(parts) == 1 else None
+    if field is None or field.default is dataclasses.MISSING:
+        return None
+    return list(field.default) if isinstance(field.default, tuple) else field.default
 
 
 def load_params_file(path: str | Path) -> dict[str, Any]:
@@ -77,7 +85,7 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise FileNotFoundError(f"params file not found: {p}")
     data = yaml.safe_load(p.read_text()) or {}
-    allowed = {"defaults", "experiments", "axes", "reference"}
+    allowed = {"defaults", "experiments", "certify_at_training_eps", "reference"}
     unknown = set(data) - allowed
     if unknown:
         raise ValueError(f"{p}: unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")

@@ -8,9 +8,9 @@ rule certify:
     output:
         f"{RUN}/certify.json",
     log:
-        f"{LOGS}/certify/{{dataset}}/{{model}}/{{method}}/eps{{eps}}_p{{p}}/{{variant}}/seed{{seed}}.log",
+        f"{LOGS}/certify/{RUN_KEY}.log",
     benchmark:
-        f"{BENCH}/certify/{{dataset}}/{{model}}/{{method}}/eps{{eps}}_p{{p}}/{{variant}}/seed{{seed}}.tsv"
+        f"{BENCH}/certify/{RUN_KEY}.tsv"
     conda:
         "../envs/lipcert.yaml"
     threads: 1
@@ -28,7 +28,7 @@ rule decision_grid:
     output:
         f"{RUN}/decision_grid.npz",
     log:
-        f"{LOGS}/grid/{{dataset}}/{{model}}/{{method}}/eps{{eps}}_p{{p}}/{{variant}}/seed{{seed}}.log",
+        f"{LOGS}/grid/{RUN_KEY}.log",
     conda:
         "../envs/lipcert.yaml"
     threads: 1

@@ -1,41 +1,23 @@
 # Figures: drawn from result files only (decision grids, metrics).
 
 
-rule fig4_figure:
+rule two_moons_figure:
     input:
-        fig4_runs("decision_grid.npz"),
+        run_files("decision_grid.npz"),
     output:
-        png=f"{ROOT}/figures/fig4.png",
-        pdf=f"{ROOT}/figures/fig4.pdf",
+        png=f"{ROOT}/figures/{{target}}.png",
+        pdf=f"{ROOT}/figures/{{target}}.pdf",
     log:
-        f"{LOGS}/figures/fig4.log",
+        f"{LOGS}/figures/{{target}}.log",
+    wildcard_constraints:
+        target=targets_with("columns"),
     conda:
         "../envs/lipcert.yaml"
     threads: 1
     params:
         py=PYTHON,
         scale=SCALE,
-        ncols=len(config["fig4"]["eps"]),
-    shell:
-        "{params.py} -m lipcert.reporting.two_moons_figures --npz {input} --out-png {output.png} "
-        "--out-pdf {output.pdf} --ncols {params.ncols} --scale {params.scale} > {log} 2>&1"
-
-
-rule figD2_figure:
-    input:
-        figD2_runs("decision_grid.npz"),
-    output:
-        png=f"{ROOT}/figures/figD2.png",
-        pdf=f"{ROOT}/figures/figD2.pdf",
-    log:
-        f"{LOGS}/figures/figD2.log",
-    conda:
-        "../envs/lipcert.yaml"
-    threads: 1
-    params:
-        py=PYTHON,
-        scale=SCALE,
-        ncols=len(config["figD2"]["p_printed"]),
+        ncols=n_columns,
     shell:
         "{params.py} -m lipcert.reporting.two_moons_figures --npz {input} --out-png {output.png} "
         "--out-pdf {output.pdf} --ncols {params.ncols} --scale {params.scale} > {log} 2>&1"
@@ -43,9 +25,9 @@ rule figD2_figure:
 
 rule fig5_figure:
     input:
-        eps_metrics=fig5_eps_runs,
-        eps_tightness=fig5_eps_tightness,
-        slack_metrics=fig5_slack_runs,
+        eps_metrics=run_files("metrics.json", "fig5", "eps"),
+        eps_tightness=run_files("tightness.json", "fig5", "eps"),
+        slack_metrics=run_files("metrics.json", "fig5", "slack"),
     output:
         eps=multiext(f"{ROOT}/figures/fig5_eps_sweep", ".csv", ".md", ".png", ".pdf"),
         slack=multiext(
@@ -59,20 +41,21 @@ rule fig5_figure:
     params:
         py=PYTHON,
         scale=SCALE,
-        eps_dirs=fig5_eps_dirs,
-        slack_dirs=fig5_slack_dirs,
-        eps_stem=fig5_eps_stem,
-        slack_stem=fig5_slack_stem,
+        eps_dirs=run_dirs("fig5", "eps"),
+        slack_dirs=run_dirs("fig5", "slack"),
+        paper=TARGETS["fig5"]["paper"],
+        eps_stem=lambda wildcards, output: os.path.splitext(output.eps[0])[0],
+        slack_stem=lambda wildcards, output: os.path.splitext(output.slack[0])[0],
     shell:
         "({params.py} -m lipcert.reporting.sweeps eps-sweep --runs {params.eps_dirs} "
-        "--paper params/paper_tables/fig5_eps_sweep.csv --scale {params.scale} --out {params.eps_stem} && "
+        "--paper {params.paper} --scale {params.scale} --out {params.eps_stem} && "
         "{params.py} -m lipcert.reporting.sweeps slack-sweep --runs {params.slack_dirs} "
         "--scale {params.scale} --out {params.slack_stem}) > {log} 2>&1"
 
 
 rule figD1_figure:
     input:
-        figD1_histories,
+        run_files("metrics.json", "figD1"),
     output:
         multiext(f"{ROOT}/figures/figD1", ".csv", ".md", ".png", ".pdf"),
     log:
@@ -83,8 +66,8 @@ rule figD1_figure:
     params:
         py=PYTHON,
         scale=SCALE,
-        dirs=figD1_dirs,
-        stem=first_output_stem,
+        dirs=run_dirs("figD1"),
+        stem=output_stem,
     shell:
         "{params.py} -m lipcert.reporting.sweeps curves --runs {params.dirs} --scale {params.scale} "
         "--out {params.stem} > {log} 2>&1"
@@ -92,7 +75,7 @@ rule figD1_figure:
 
 rule figD4_figure:
     input:
-        figD4_all_runs,
+        run_files("metrics.json", "figD4"),
     output:
         multiext(f"{ROOT}/figures/figD4_lambda", ".csv", ".md", ".png", ".pdf"),
         multiext(f"{ROOT}/figures/figD4_delta", ".csv", ".md", ".png", ".pdf"),
@@ -105,10 +88,10 @@ rule figD4_figure:
     params:
         py=PYTHON,
         scale=SCALE,
-        lam_dirs=figD4_dirs("lam"),
-        delta_dirs=figD4_dirs("delta"),
-        scale_dirs=figD4_dirs("output_scale"),
-        stem=figD4_stem,
+        lam_dirs=run_dirs("figD4", "lam"),
+        delta_dirs=run_dirs("figD4", "delta"),
+        scale_dirs=run_dirs("figD4", "output_scale"),
+        stem=lambda wildcards, output: os.path.join(os.path.dirname(output[0]), "figD4"),
     shell:
         "({params.py} -m lipcert.reporting.sweeps param-sweep --runs {params.lam_dirs} --param loss.lam "
         "--scale {params.scale} --out {params.stem}_lambda && "

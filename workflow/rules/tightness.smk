@@ -8,9 +8,9 @@ rule tightness:
     output:
         f"{RUN}/tightness.json",
     log:
-        f"{LOGS}/tightness/{{dataset}}/{{model}}/{{method}}/eps{{eps}}_p{{p}}/{{variant}}/seed{{seed}}.log",
+        f"{LOGS}/tightness/{RUN_KEY}.log",
     benchmark:
-        f"{BENCH}/tightness/{{dataset}}/{{model}}/{{method}}/eps{{eps}}_p{{p}}/{{variant}}/seed{{seed}}.tsv"
+        f"{BENCH}/tightness/{RUN_KEY}.tsv"
     conda:
         "../envs/lipcert.yaml"
     threads: 1

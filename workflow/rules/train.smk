@@ -10,9 +10,9 @@ rule train:
         metrics=f"{RUN}/metrics.json",
         model=f"{RUN}/model.pt",
     log:
-        f"{LOGS}/train/{{dataset}}/{{model}}/{{method}}/eps{{eps}}_p{{p}}/{{variant}}/seed{{seed}}.log",
+        f"{LOGS}/train/{RUN_KEY}.log",
     benchmark:
-        f"{BENCH}/train/{{dataset}}/{{model}}/{{method}}/eps{{eps}}_p{{p}}/{{variant}}/seed{{seed}}.tsv"
+        f"{BENCH}/train/{RUN_KEY}.tsv"
     conda:
         "../envs/lipcert.yaml"
     threads: 1
