@@ -52,23 +52,25 @@ def test_table2_dag_at_paper_scale():
         rows.setdefault((key["model"], key["method"]), set()).add(key["seed"])
     # table B4 rows built here, 9 seeds each (tables D6): CLL 4C3F = 9 training jobs
     assert rows[("4C3F", "cll")] == {str(s) for s in range(1, 10)}
-    assert set(rows) == {("4C3F", "cll"), ("6C2F", "cll"), ("4C3F", "gloro"), ("6C2F", "gloro"),
-                         ("LipConv-20", "soc"), ("LipConv-20", "cll_lipconv"), ("CPL-XL", "cpl"),
-                         ("CPL-XL", "cll_cpl"), ("SLL-XL", "sll"), ("SLL-XL", "cll_sll")}
+    one_lipschitz = {("LipConv-20", "soc"), ("LipConv-20", "cll_lipconv"), ("CPL-XL", "cpl"), ("CPL-XL", "cll_cpl"),
+                     ("SLL-XL", "sll"), ("SLL-XL", "cll_sll")}
+    assert set(rows) == {("4C3F", "cll"), ("6C2F", "cll"), ("4C3F", "gloro"), ("6C2F", "gloro"), *one_lipschitz,
+                         *((f"{model}_cifar100", method) for model, method in one_lipschitz)}
     assert all(len(seeds) == 9 for seeds in rows.values())
     counts = _job_counts("table2")
-    # 4 rows on 4C3F/6C2F + 6 rows on the 1-Lipschitz architectures (SOC, CPL, SLL and CLL on each), 9 seeds
-    assert counts["train"] == 90 and counts["tightness"] == 90 and counts["certify"] == 90
-    assert counts["prepare_data"] == 1 and counts["paper_table"] == 1 and counts["render_table_notebook"] == 1
+    # CIFAR-10: 4 rows on 4C3F/6C2F + 6 rows on the 1-Lipschitz architectures (SOC, CPL, SLL and CLL on each);
+    # CIFAR-100: the same 6 rows on the 100-class variants; 9 seeds each
+    assert counts["train"] == 90 + 54 and counts["tightness"] == 144 and counts["certify"] == 144
+    assert counts["prepare_data"] == 2 and counts["paper_table"] == 1 and counts["render_table_notebook"] == 1
 
 
 def test_table1_and_per_seed_dags_at_paper_scale():
     # GloRo+TRADES and two CLL 8C2F settings + SOC LipConv-10/20, CLL LipConv-20, SLL-XL, LBDN Sandwich; 9 seeds
     assert _job_counts("table1")["train"] == 72
-    assert _job_counts("tableD6")["train"] == 90  # reuses table 2's runs
+    assert _job_counts("tableD6")["train"] == 144  # reuses table 2's runs (both datasets: one manifest)
     assert _job_counts("tableD8")["train"] == 72  # reuses table 1's runs
-    counts = _job_counts("tableD7")  # CIFAR-100: no implemented row yet, paper values only
-    assert counts["per_seed_table"] == 1
+    counts = _job_counts("tableD7")  # CIFAR-100: table 2's lower half
+    assert counts["per_seed_table"] == 1 and counts["train"] == 144
 
 
 def test_sweep_dags_at_paper_scale():
@@ -84,9 +86,9 @@ def test_sweep_dags_at_paper_scale():
 
 def test_figD2_and_all_dag_at_paper_scale():
     assert _job_counts("figD2")["train"] == 7  # printed p in {0.75, 0.5, 0.25, 0.1, 0.01, 1e-3, 1e-4}
-    # fig4, figD2, table2 (= D6, D7), table1 (= D8); shared runs are trained once: tableD5's (0.5, p 0.01) cell
+    # fig4, figD2, table2 (= D6, D7; 90 CIFAR-10 + 54 CIFAR-100), table1 (= D8); shared runs are trained once: tableD5's (0.5, p 0.01) cell
     # is table 1's seed 1, fig5's CLL and GloRo at eps 0.15 are table 2's seed 1, figD1's CLL runs are table 2's
-    assert _job_counts("all")["train"] == 8 + 7 + 90 + 72 + (25 - 1) + (21 - 2) + (18 - 9) + 15
+    assert _job_counts("all")["train"] == 8 + 7 + 144 + 72 + (25 - 1) + (21 - 2) + (18 - 9) + 15
 
 
 def test_bad_config_is_rejected_by_the_schema():
