@@ -26,14 +26,12 @@ scale = "paper"
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
-CLAIMS = {
-    "fig4": "**Fig. 4**: CLL vs GloRo for 2*eps in {0.2, 0.3, 0.4, 0.5}. Paper: CLL reaches 100 % CRA at the "
-            "true margin 2*eps = 0.3; GloRo has consistently smaller K(h o f) and degenerates to a near-linear "
-            "boundary for too-large margins.",
-    "figD2": "**Fig. D2**: CLL at the true margin 2*eps = 0.3 for printed p from 0.75 to 1e-4 (eq. (5) p = "
-             "printed/2). Paper: high slack gives overly smooth boundaries; p = 1e-4 nearly reaches perfect CRA.",
-}
-display(Markdown(CLAIMS.get(target, target)))
+from lipcert.reporting.paper_tables import read_sources
+from lipcert.reporting.render import quote_sentence
+
+# the paper's claim for this figure: quoted in params/paper_tables/sources.yaml (the one file of quoted numbers)
+quoted = read_sources()
+display(Markdown(f"**{target}**. " + (quote_sentence(quoted[target]) if target in quoted else "No quoted claim.")))
 if scale != "paper":
     display(Markdown(f"**Built at scale '{scale}'**: not comparable with the paper without this caveat."))
 table = pd.read_csv(table_csv)

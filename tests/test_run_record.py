@@ -67,3 +67,67 @@ def test_reporting_modules_import_no_private_names_from_each_other():
             if isinstance(node, ast.ImportFrom) and node.level > 0:
                 private += [f"{path.name}: {alias.name}" for alias in node.names if alias.name.startswith("_")]
     assert not private
+
+
+def test_write_metrics_writes_the_run_record_layout(tmp_path):
+    from lipcert.run_record import METRICS_SCHEMA_VERSION, metrics_record, read_metrics
+    from lipcert.tracking import write_metrics
+
+    written = write_metrics(tmp_path / "metrics.json", {"clean": 50.0}, {"lr": 1e-3}, 3, 2.0, extra={"data": "d"})
+    layout = metrics_record({"clean": 50.0}, {"lr": 1e-3}, 3, 2.0, {"data": "d"}, versions={}, hostname="h",
+                            timestamp_utc="t")
+    assert set(written) == set(layout) and written["schema_version"] == METRICS_SCHEMA_VERSION
+    assert read_metrics(tmp_path) == read_metrics(tmp_path / "metrics.json") == written
+    with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
+        metrics_record({}, {}, -1, 1.0, None, versions={}, hostname="h", timestamp_utc="t")
+
+
+def test_read_metrics_names_the_file_and_the_bad_key(tmp_path):
+    import json
+
+    from lipcert.run_record import read_metrics
+
+    with pytest.raises(FileNotFoundError, match=r"metrics\.json' does not exist"):
+        read_metrics(tmp_path)
+    (tmp_path / "metrics.json").write_text(json.dumps({"metrics": {}, "seed": "1"}))
+    with pytest.raises(ValueError, match=r"metrics\.json: 'seed' must be an int, got '1'"):
+        read_metrics(tmp_path)
+    (tmp_path / "metrics.json").write_text(json.dumps({"metrics": {}, "seed": 1, "params": [1]}))
+    with pytest.raises(ValueError, match=r"metrics\.json: 'params' must be an object"):
+        read_metrics(tmp_path)
+
+
+def test_read_certify_gives_percent_in_the_metrics_key_space(tmp_path):
+    import json
+
+    from lipcert.run_record import read_certify
+
+    record = {"n_samples": 200, "clean_accuracy": 0.755, "certified_accuracy": {"0.141176": 0.6, "0.15": 0.5},
+              "global_lipschitz": 12.5}
+    (tmp_path / "certify.json").write_text(json.dumps(record))
+    assert read_certify(tmp_path) == pytest.approx(
+        {"clean": 75.5, cra_key(36 / 255): 60.0, cra_key(0.15): 50.0, "K_f": 12.5, "n_samples": 200})
+    (tmp_path / "certify.json").write_text(json.dumps({**record, "global_lipschitz": None}))
+    with pytest.raises(ValueError, match=r"certify\.json: 'global_lipschitz' must be a number, got None"):
+        read_certify(tmp_path)
+
+
+def test_retry_of_and_collapse_of_are_tolerant_of_absence_and_strict_on_shape():
+    from lipcert.run_record import collapse_of, retry_of
+
+    assert retry_of({}) is None and retry_of({"extra": {"retry": None}}) is None and collapse_of({"extra": {}}) is None
+    note = {"requested_seed": 1, "trained_seed": 1001, "collapsed": {"reason": "chance"}}
+    assert retry_of({"extra": {"retry": note}}) == note
+    with pytest.raises(ValueError, match="extra.retry must be null or a mapping with int 'requested_seed'"):
+        retry_of({"extra": {"retry": {"requested_seed": 1}}})
+
+
+def test_param_value_and_training_eps_read_the_run_config():
+    from lipcert.run_record import param_value, training_eps_of
+
+    params = {"loss": {"p": {"kind": "constant", "start": 0.01}, "eps": {"kind": "linear", "start": 0.0, "end": 0.5}}}
+    assert param_value(params, "loss.p", "m.json") == 0.01 and training_eps_of(params, "m.json") == 0.5
+    with pytest.raises(ValueError, match=r"m\.json: params\.loss\.eps is a 'linear' schedule"):
+        param_value(params, "loss.eps", "m.json")
+    with pytest.raises(ValueError, match=r"m\.json: params has no 'loss\.lam'"):
+        param_value(params, "loss.lam", "m.json")

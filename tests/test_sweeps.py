@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from run_dirs import write_run
 
 from lipcert.reporting.sweeps import (
     cra_key,
@@ -38,9 +38,8 @@ def constant(value: float) -> dict:
 
 def make_run(run_dir: Path, seed: int, *, loss: str = "cll", eps=0.15, p: float | None = 0.15, lam: float = 1e-6,
              delta: float | None = None, metrics: dict, tightness: float | None = None, model: str = "4C3F",
-             history: list | None = None) -> str:
-    """Write a finished run the way training does: metrics.json (+ tightness.json, history.json)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+             history: list | None = None, **flags) -> str:
+    """A finished run whose certification gives ``metrics`` (training's copies differ: tests/run_dirs.py)."""
     eps_spec = eps if isinstance(eps, dict) else constant(eps)
     params = {
         "model": model,
@@ -49,13 +48,7 @@ def make_run(run_dir: Path, seed: int, *, loss: str = "cll", eps=0.15, p: float 
         "eval_eps": [36 / 255, 72 / 255, 108 / 255],
         "seed": seed,
     }
-    record = {"metrics": {"epoch": 10, **metrics}, "params": params, "seed": seed}
-    (run_dir / "metrics.json").write_text(json.dumps(record))
-    if tightness is not None:
-        (run_dir / "tightness.json").write_text(json.dumps({"tightness": tightness}))
-    if history is not None:
-        (run_dir / "history.json").write_text(json.dumps(history))
-    return str(run_dir)
+    return write_run(run_dir, seed, metrics, params=params, tightness=tightness, history=history, **flags)
 
 
 def assert_figure_files(stem: Path) -> None:
@@ -155,7 +148,7 @@ def test_eps_sweep_means_and_relative_gain_by_hand(tmp_path):
 def test_eps_sweep_missing_cra_key_names_the_run(tmp_path):
     runs = eps_sweep_runs(tmp_path)
     bad = make_run(tmp_path / "bad", 1, loss="cll", eps=0.25, metrics={"clean": 70.0, "cra_0.141176": 60.0})
-    with pytest.raises(ValueError, match=r"bad/metrics\.json.*no key 'cra_0\.25'"):
+    with pytest.raises(ValueError, match=r"bad/certify\.json: has no key 'cra_0\.25'"):
         eps_sweep([*runs, bad], FIG5, "ci", tmp_path / "fig5")
     assert not (tmp_path / "fig5.csv").exists()
 

@@ -22,6 +22,7 @@ from lipcert.reporting.tables import (
     write_table,
 )
 from lipcert.tracking import write_metrics
+from run_dirs import write_run
 
 PAPER_TABLES = Path(__file__).resolve().parents[1] / "params" / "paper_tables"
 TABLE1 = PAPER_TABLES / "table1.csv"
@@ -38,20 +39,14 @@ def make_run(
     k_f: float,
     k_hf: float | None = None,
     tightness: float | None = None,
+    **flags,
 ) -> str:
-    """Write a finished run's metrics.json (and tightness.json) the way training/tightness do."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """A finished run whose certification gives these numbers (training's copies differ: tests/run_dirs.py)."""
     # cra keys spelled out by hand: f"cra_{eps:.6g}" for 36/255, 72/255, 108/255
-    metrics = {"clean": clean, "cra_0.141176": cra[0], "cra_0.282353": cra[1], "cra_0.423529": cra[2], "K_f": k_f,
-               "train_clean": 99.0, "k_body": 3.0}
+    values = {"clean": clean, "cra_0.141176": cra[0], "cra_0.282353": cra[1], "cra_0.423529": cra[2], "K_f": k_f}
     if k_hf is not None:
-        metrics["K_hf"] = k_hf
-    (run_dir / "metrics.json").write_text(json.dumps({"metrics": metrics, "seed": seed, "params": {"lr": 1e-3}}))
-    if tightness is not None:
-        (run_dir / "tightness.json").write_text(
-            json.dumps({"tightness": tightness, "lower_bound": 1.0, "global_lipschitz": 1.0 / tightness})
-        )
-    return str(run_dir)
+        values["K_hf"] = k_hf
+    return write_run(run_dir, seed, values, tightness=tightness, **flags)
 
 
 def three_seed_runs(root: Path) -> list[str]:
@@ -110,6 +105,35 @@ def test_missing_metrics_json_names_the_file(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "table2.csv").exists()
 
 
+def test_certified_columns_come_from_certify_json_and_k_hf_from_training(tmp_path: Path) -> None:
+    run = Path(make_run(tmp_path / "r", 1, 70.0, (50.0, 40.0, 30.0), 12.0, 9.5))
+    training = json.loads((run / "metrics.json").read_text())["metrics"]
+    assert training["cra_0.141176"] == 57.0 and training["K_f"] == 36.0  # the copies training made differ
+    assert read_run_metrics(run).values == pytest.approx(
+        {"clean": 70.0, "cra_36": 50.0, "cra_72": 40.0, "cra_108": 30.0, "K_f": 12.0, "K_hf": 9.5})
+
+
+def test_missing_certify_json_is_an_error_not_a_fallback(tmp_path: Path) -> None:
+    runs = three_seed_runs(tmp_path)
+    (Path(runs[2]) / "certify.json").unlink()
+    manifest = [{"dataset": "CIFAR-10", "method": "CLL", "model": "4C3F", "variant": "", "runs": runs}]
+    with pytest.raises(FileNotFoundError, match=r"s3/certify\.json' does not exist: the certification stage"):
+        write_table(manifest, TABLE2, "quick", tmp_path / "out" / "table2")
+    assert not (tmp_path / "out" / "table2.csv").exists()
+
+
+def test_clean_accuracy_disagreement_names_both_files(tmp_path: Path) -> None:
+    run = Path(make_run(tmp_path / "r", 1, 70.0, (50.0, 40.0, 30.0), 12.0))
+    record = json.loads((run / "certify.json").read_text())
+    record["clean_accuracy"] = 0.697  # 0.55 points below training's 70.25: beyond the 0.5-point tolerance
+    (run / "certify.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"r/metrics\.json records clean accuracy 70\.25 % but .*r/certify\.json 69\.7 %"):
+        read_run_metrics(run)
+    record["clean_accuracy"] = 0.698  # 0.45 points: the same model, a few flipped predictions
+    (run / "certify.json").write_text(json.dumps(record))
+    assert read_run_metrics(run).values["clean"] == pytest.approx(69.8)
+
+
 def test_bad_run_files_raise_clear_errors(tmp_path: Path) -> None:
     same_seed = [make_run(tmp_path / "a", 1, 70.0, (1.0, 1.0, 1.0), 1.0),
                  make_run(tmp_path / "b", 1, 71.0, (1.0, 1.0, 1.0), 1.0)]
@@ -119,10 +143,12 @@ def test_bad_run_files_raise_clear_errors(tmp_path: Path) -> None:
     (Path(percent) / "tightness.json").write_text(json.dumps({"tightness": 78.0}))
     with pytest.raises(ValueError, match=r"tightness\.json.*outside \[0, 1\]"):
         read_run_metrics(percent)
-    text_value = tmp_path / "d"
-    text_value.mkdir()
+    text_value = Path(make_run(tmp_path / "d", 3, 77.1, (1.0, 1.0, 1.0), 1.0))
     (text_value / "metrics.json").write_text(json.dumps({"metrics": {"clean": "77.1"}, "seed": 1}))
-    with pytest.raises(ValueError, match=r"metrics\['clean'\] must be a number"):
+    with pytest.raises(ValueError, match=r"d/metrics\.json: metrics\['clean'\] must be a number"):
+        read_run_metrics(text_value)
+    (text_value / "certify.json").write_text(json.dumps({"clean_accuracy": 0.771, "n_samples": 10}))
+    with pytest.raises(ValueError, match=r"d/certify\.json: missing key 'certified_accuracy'"):
         read_run_metrics(text_value)
     with pytest.raises(ValueError, match="at least one run directory"):
         aggregate_seeds([])
@@ -304,7 +330,7 @@ def test_per_seed_table_d6_puts_our_seeds_next_to_the_papers(tmp_path: Path) -> 
     assert list(c4.index) == [str(k) for k in range(1, 10)] + ["avg", "std", "diff"]
     assert (c4["status"] == "reproduced").all()
     assert c4.loc["1", "clean_paper"] == 77.3 and c4.loc["1", "clean_ours"] == 77.0
-    assert c4.loc["3", "cra_108_ours"] == 28.0 and c4.loc["3", "cra_108_paper"] == 29.0
+    assert c4.loc["3", "cra_108_ours"] == pytest.approx(28.0) and c4.loc["3", "cra_108_paper"] == 29.0
     assert c4.loc["2", "tightness_ours"] == pytest.approx(70.0)
     assert math.isnan(c4.loc["3", "tightness_ours"])  # seed 3 has no tightness.json
     assert math.isnan(c4.loc["4", "clean_ours"]) and c4.loc["4", "clean_paper"] == 77.3
@@ -338,8 +364,12 @@ def test_per_seed_table_appends_our_rows_missing_from_the_paper_and_flags_ambigu
     assert ours_only.loc["1", "tightness_ours"] == pytest.approx(50.0)
     assert math.isnan(ours_only.loc["avg", "clean_paper"]) and math.isnan(ours_only.loc["diff", "clean_ours"])
 
-    other = tmp_path / "seeds.csv"  # a file name that says nothing about the dataset
+    other = tmp_path / "paper" / "seeds.csv"  # a file name that says nothing about the dataset
+    other.parent.mkdir()
     other.write_text(TABLE_D6.read_text())
+    (other.parent / "sources.yaml").write_text(  # its own index: every paper CSV needs a source entry
+        "papers: {cll: CLL paper}\nquotes: {}\n"
+        "tables:\n  seeds.csv: {paper: cll, table: Table D6, units: '%', extra_data: false}\n")
     two = [{**extra, "model": "4C3F"}, {**extra, "model": "4C3F", "dataset": "CIFAR-100"}]
     with pytest.raises(ValueError, match="both match"):
         per_seed_table(two, other, "ci", tmp_path / "o")

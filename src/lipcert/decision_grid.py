@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .certification import certified_margins, certify_model
-from .io_utils import atomic_write_bytes, read_json
+from .io_utils import atomic_write_bytes
 
 __all__ = ["GRID_FILE_VERSION", "grid_evaluation", "evaluate_run_grid", "grid_bounds", "read_grid_metadata", "main"]
 
@@ -135,7 +135,7 @@ def evaluate_run_grid(run_dir: str | Path, out_npz: str | Path, resolution: int 
     section 3.3) and the run's own ``metrics.json`` numbers.
     """
     from .datasets import load_data
-    from .run_record import RunFiles
+    from .run_record import read_metrics
     from .losses.registry import calibrated_model_constant
     from .trained_run import load_trained_model
 
@@ -159,9 +159,9 @@ def evaluate_run_grid(run_dir: str | Path, out_npz: str | Path, resolution: int 
     train_certified = (train_predicted == y_train) & (train_radius > eps)
     test = certify_model(model, data.x_test, data.y_test, (eps,))
 
-    run_metrics = read_json(RunFiles(run_dir).metrics)["metrics"]
+    run_metrics = read_metrics(run_dir)["metrics"]
     total = int(run_metrics["iteration"])
-    p = _final_value(cfg.loss.p, total)
+    p = _final_value(cfg.loss.get("p"), total)
     k_f = float(k_pairwise.max())
     metadata = {
         "version": GRID_FILE_VERSION,
@@ -172,10 +172,10 @@ def evaluate_run_grid(run_dir: str | Path, out_npz: str | Path, resolution: int 
         "seed": cfg.seed,
         "epochs": cfg.epochs,
         "eps": eps,
-        "train_eps": _final_value(cfg.loss.eps, total),
+        "train_eps": _final_value(cfg.loss.get("eps"), total),
         "p": p,
         # the printed p of Fig. D2 (authors' convention, 2 x eq. (5) p); only for constant slack
-        "p_printed": None if p is None or cfg.loss.p.kind != "constant" else 2.0 * p,
+        "p_printed": None if p is None or cfg.loss.get("p").kind != "constant" else 2.0 * p,
         "cra": 100.0 * test.certified_accuracy[0],
         "clean": 100.0 * test.clean_accuracy,
         "train_cra": 100.0 * float(train_certified.mean()),

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import fcntl
 import logging
-import math
 import os
 import platform
 import socket
@@ -29,9 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from lipcert.io_utils import atomic_write_json
-
-METRICS_SCHEMA_VERSION = 1
-"""Version of the metrics.json layout written by :func:`write_metrics`."""
+from lipcert.run_record import METRICS_SCHEMA_VERSION, metrics_record  # the layout lives in the run record
 
 GROUP_TAG = "group"
 """Run tag shared by all seeds of one experiment configuration."""
@@ -102,23 +99,10 @@ def write_metrics(
     ``schema_version``. Keys are sorted and NaN/infinity is rejected with an error naming the key, so a
     diverged run cannot silently produce a table entry.
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if isinstance(wall_time_s, bool) or not isinstance(wall_time_s, (int, float)):
-        raise ValueError(f"wall_time_s must be a number of seconds, got {wall_time_s!r}")
-    if not math.isfinite(wall_time_s) or wall_time_s < 0:
-        raise ValueError(f"wall_time_s must be finite and >= 0, got {wall_time_s!r}")
-    record = {
-        "schema_version": METRICS_SCHEMA_VERSION,
-        "metrics": _as_plain_mapping(metrics, "metrics"),
-        "params": _as_plain_mapping(params, "params"),
-        "seed": seed,
-        "wall_time_s": float(wall_time_s),
-        "extra": _as_plain_mapping(extra if extra is not None else {}, "extra"),
-        "versions": environment_versions(),
-        "hostname": socket.gethostname(),
-        "timestamp_utc": utc_timestamp(),
-    }
+    record = metrics_record(_as_plain_mapping(metrics, "metrics"), _as_plain_mapping(params, "params"), seed,
+                            wall_time_s, _as_plain_mapping(extra if extra is not None else {}, "extra"),
+                            versions=environment_versions(), hostname=socket.gethostname(),
+                            timestamp_utc=utc_timestamp())
     atomic_write_json(path, record)
     return record
 

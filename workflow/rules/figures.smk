@@ -26,8 +26,10 @@ rule two_moons_figure:
 rule fig5_figure:
     input:
         eps_metrics=run_files("metrics.json", "fig5", "eps"),
+        eps_certify=run_files("certify.json", "fig5", "eps"),
         eps_tightness=run_files("tightness.json", "fig5", "eps"),
         slack_metrics=run_files("metrics.json", "fig5", "slack"),
+        slack_certify=run_files("certify.json", "fig5", "slack"),
     output:
         eps=multiext(f"{ROOT}/figures/fig5_eps_sweep", ".csv", ".md", ".png", ".pdf"),
         slack=multiext(
@@ -75,7 +77,8 @@ rule figD1_figure:
 
 rule figD4_figure:
     input:
-        run_files("metrics.json", "figD4"),
+        metrics=run_files("metrics.json", "figD4"),
+        certify=run_files("certify.json", "figD4"),
     output:
         multiext(f"{ROOT}/figures/figD4_lambda", ".csv", ".md", ".png", ".pdf"),
         multiext(f"{ROOT}/figures/figD4_delta", ".csv", ".md", ".png", ".pdf"),

@@ -100,7 +100,8 @@ rule per_seed_table:
 
 rule tableD5_table:
     input:
-        run_files("metrics.json", "tableD5"),
+        metrics=run_files("metrics.json", "tableD5"),
+        certify=run_files("certify.json", "tableD5"),
     output:
         multiext(f"{ROOT}/tables/tableD5", ".csv", ".md"),
     log:

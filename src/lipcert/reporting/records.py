@@ -1,7 +1,9 @@
 """Reading and aggregating results for the tables (CLL Tables 1, 2, D6-D8 and the sweeps): the run manifest, a
-run's ``metrics.json`` / ``tightness.json``, seed summaries (mean and sample std, n - 1) and the paper's CSVs.
+run's table metrics, seed summaries (mean and sample std, n - 1), collapse / retry flags and the row status.
 
-Reads result files only (issue 13, item 4: reporting split into read/aggregate, render and draw).
+One source per column (issue 13, item 4): clean accuracy, CRA and K(f) come from the certification stage
+(``certify.json``), K(h∘f), seed, data label and flags from training (``metrics.json``), tightness from the tightness
+attack (``tightness.json``); every file is read through :mod:`lipcert.run_record`. Reads result files only.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import numpy as np
 import pandas as pd
 
 from ..io_utils import read_json
-from ..run_record import PAPER_RADII, cra_key
+from ..run_record import (CLEAN_KEY, PAPER_RADII, SEED_KEY, RunFiles, collapse_of, cra_key, data_label_of,
+                          read_certify, read_metrics, read_tightness, retry_of)
+from . import paper_tables
 
-__all__ = ["CRA_RADII", "KEY_COLUMNS", "METRICS", "SCALES", "STATUS_NOT_REPRODUCED", "STATUS_OURS_ONLY",
-           "STATUS_REPRODUCED", "TIGHTNESS_TOLERANCE", "ManifestRow", "RunMetrics", "SeedSummary", "aggregate_seeds",
-           "check_scale", "finite_number", "is_missing", "numeric_column", "read_csv_strings", "read_manifest",
-           "read_paper_table", "read_run_metrics", "read_runs", "run_data_label", "scale_caveat", "string_field",
-           "summarise", "summarise_runs"]
+__all__ = ["CERTIFIED_METRICS", "CLEAN_AGREEMENT_TOLERANCE", "CRA_RADII", "KEY_COLUMNS", "METRICS", "SCALES",
+           "STATUS_NOT_REPRODUCED", "STATUS_OURS_ONLY", "STATUS_REPRODUCED", "TRAINING_METRICS", "ManifestRow",
+           "RunMetrics", "SeedFlags", "SeedSummary", "aggregate_seeds", "check_clean_agreement", "check_scale",
+           "finite_number", "is_missing", "read_manifest", "read_paper_table", "read_run_metrics", "read_runs",
+           "run_data_label", "row_status", "scale_caveat", "string_field", "summarise", "summarise_runs"]
 
 
 KEY_COLUMNS = ("dataset", "method", "model", "variant")
@@ -49,9 +53,6 @@ STATUS_NOT_REPRODUCED = "paper value, not reproduced"
 
 
 STATUS_OURS_ONLY = "ours only"
-
-
-TIGHTNESS_TOLERANCE = 1e-9
 
 
 def check_scale(scale: str) -> str:
@@ -152,14 +153,36 @@ def read_manifest(manifest: str | os.PathLike[str] | Sequence[Mapping[str, Any]]
     return rows
 
 
+CLEAN_AGREEMENT_TOLERANCE = 0.5
+"""Largest |clean accuracy of metrics.json - that of certify.json| in percentage points accepted as one model.
+
+Both are measured on the same test set with the same trained weights, but possibly on another device (training on
+the GPU, certification on the CPU) after the bound has converged, so a few borderline predictions may flip; 0.5
+points (50 of 10,000 CIFAR test images) is far above such flips and far below what a wrong checkpoint, test set or
+run directory gives."""
+
+CERTIFIED_METRICS = ("clean", "cra_36", "cra_72", "cra_108", "K_f")
+"""Table metrics taken from the certification stage's certify.json (clean accuracy and CRA in %, K(f))."""
+
+TRAINING_METRICS = ("K_hf",)
+"""Table metrics taken from training's metrics.json: K(h∘f), the calibrated constant at the end of training."""
+
+
 @dataclass(frozen=True)
 class RunMetrics:
-    """The table metrics of one finished run (percentages for accuracies and tightness)."""
+    """The table metrics of one finished run (percentages for accuracies and tightness).
+
+    ``values``: :data:`CERTIFIED_METRICS` from certify.json, :data:`TRAINING_METRICS` from metrics.json and
+    ``tightness`` from tightness.json; ``collapse`` / ``retry``: the flags of metrics.json
+    (:func:`lipcert.run_record.collapse_of`, :func:`lipcert.run_record.retry_of`).
+    """
 
     run_dir: Path
     seed: int
     values: Mapping[str, float]
     data_label: str = ""
+    collapse: Mapping[str, Any] | None = None
+    retry: Mapping[str, Any] | None = None
 
 
 def finite_number(value: Any, where: str) -> float:
@@ -171,50 +194,85 @@ def finite_number(value: Any, where: str) -> float:
     return number
 
 
-def read_run_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
-    """Read one run's ``metrics.json`` (and ``tightness.json`` when present) as table metrics.
+def check_clean_agreement(record: Mapping[str, Any], certified: Mapping[str, float], run_dir: Path) -> None:
+    """ValueError naming both files when training's and certification's clean accuracy differ by more than
+    :data:`CLEAN_AGREEMENT_TOLERANCE` points (they measure the same model on the same test set)."""
+    trained = record["metrics"].get(CLEAN_KEY)
+    if trained is None:
+        return
+    trained = finite_number(trained, f"{RunFiles(run_dir).metrics}: metrics[{CLEAN_KEY!r}]")
+    if abs(trained - certified[CLEAN_KEY]) > CLEAN_AGREEMENT_TOLERANCE:
+        files = RunFiles(run_dir)
+        raise ValueError(
+            f"{files.metrics} records clean accuracy {trained:.4g} % but {files.certify} {certified[CLEAN_KEY]:.4g} %"
+            f" (more than {CLEAN_AGREEMENT_TOLERANCE} points apart): the two files do not describe the same model "
+            "and test set; re-run the certify stage for this run")
 
-    ``clean`` and ``cra_36/72/108`` (keys ``cra_{eps:.6g}`` for eps = 36/255, 72/255, 108/255; paper
-    section 4) are percentages already; ``K_f`` and ``K_hf`` are copied; ``tightness`` (supplement C,
-    eq. (20)) is stored as a fraction in [0, 1] and returned in percent. A metric the run did not
-    record is left out. A missing ``metrics.json`` raises FileNotFoundError naming the file.
+
+def read_run_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
+    """Read one finished run's table metrics: certification first, training for the rest (one source per column).
+
+    ``clean``, ``cra_36/72/108`` (CRA at ℓ2 radius 36/255, 72/255, 108/255; paper section 4) and ``K_f`` come from
+    the certification stage's ``certify.json``; ``K_hf``, the seed, the data label and the collapse / retry flags
+    from training's ``metrics.json``; ``tightness`` (supplement C, eq. (20), stored as a fraction) from
+    ``tightness.json`` when present, in percent. A metric a file does not hold is left out. A missing metrics.json
+    or certify.json raises FileNotFoundError naming it (no fallback to training's numbers); clean accuracies that
+    disagree (:func:`check_clean_agreement`) raise ValueError naming both files.
     """
     root = Path(run_dir)
-    metrics_path = root / "metrics.json"
-    if not metrics_path.is_file():
+    if not RunFiles(root).metrics.is_file():
         raise FileNotFoundError(
-            f"run directory {str(root)!r} is listed in the manifest but {str(metrics_path)!r} does not exist "
-            "(the manifest must list finished runs only)"
-        )
-    record = read_json(metrics_path)
-    if not isinstance(record, Mapping) or not isinstance(record.get("metrics"), Mapping):
-        raise ValueError(f"{metrics_path}: expected an object with a 'metrics' object")
-    seed = record.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"{metrics_path}: 'seed' must be an int, got {seed!r}")
-    metrics = record["metrics"]
-    source_keys = {"clean": "clean", "K_f": "K_f", "K_hf": "K_hf"}
-    source_keys.update({name: cra_key(eps) for name, eps in CRA_RADII.items()})
+            f"run directory {str(root)!r} is listed in the manifest but {str(RunFiles(root).metrics)!r} does not "
+            "exist (the manifest must list finished runs only)")
+    record = read_metrics(root)
+    certified = read_certify(root)
+    check_clean_agreement(record, certified, root)
     values: dict[str, float] = {}
-    for name, key in source_keys.items():
-        if key in metrics:
-            values[name] = finite_number(metrics[key], f"{metrics_path}: metrics[{key!r}]")
-    tightness_path = root / "tightness.json"
-    if tightness_path.exists():
-        tight = read_json(tightness_path)
-        if not isinstance(tight, Mapping) or "tightness" not in tight:
-            raise ValueError(f"{tightness_path}: expected an object with key 'tightness'")
-        fraction = finite_number(tight["tightness"], f"{tightness_path}: 'tightness'")
-        if not -TIGHTNESS_TOLERANCE <= fraction <= 1.0 + TIGHTNESS_TOLERANCE:
-            raise ValueError(
-                f"{tightness_path}: 'tightness' = {fraction!r} is outside [0, 1]; it is the fraction "
-                "K_lobo / K(f) (a value above 1 means the lower bound exceeds the certified bound)"
-            )
-        values["tightness"] = 100.0 * fraction
-    # training records the data label under "extra" (lipcert.tracking.write_metrics)
-    extra = record.get("extra")
-    label = extra.get("data", "") if isinstance(extra, Mapping) else ""
-    return RunMetrics(root, seed, values, label if isinstance(label, str) else "")
+    for name in CERTIFIED_METRICS:
+        key = cra_key(CRA_RADII[name]) if name in CRA_RADII else name
+        if key in certified:
+            values[name] = certified[key]
+    for name in TRAINING_METRICS:
+        if name in record["metrics"]:
+            values[name] = finite_number(record["metrics"][name], f"{RunFiles(root).metrics}: metrics[{name!r}]")
+    tightness = read_tightness(root)
+    if tightness is not None:
+        values["tightness"] = tightness
+    return RunMetrics(root, record[SEED_KEY], values, data_label_of(record), collapse_of(record), retry_of(record))
+
+
+@dataclass(frozen=True)
+class SeedFlags:
+    """The collapsed and retried seeds among the runs one table cell aggregates (issue 13, item 5)."""
+
+    n_runs: int
+    collapsed: tuple[tuple[int, str], ...] = ()
+    retried: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def of(cls, runs: Sequence[Any]) -> "SeedFlags":
+        """From runs carrying ``seed``, ``collapse`` and ``retry`` (:class:`RunMetrics` or a sweep run)."""
+        collapsed = tuple((r.seed, r.collapse["reason"]) for r in runs if r.collapse is not None)
+        retried = tuple((r.retry["requested_seed"], r.retry["trained_seed"]) for r in runs if r.retry is not None)
+        return cls(len(runs), collapsed, retried)
+
+    def columns(self) -> dict[str, Any]:
+        """CSV columns: ``n_collapsed``, ``collapsed_seeds`` ("2;5"), ``collapse_reasons`` and ``retried_seeds``
+        ("1->1001")."""
+        return {"n_collapsed": len(self.collapsed), "collapsed_seeds": ";".join(str(s) for s, _ in self.collapsed),
+                "collapse_reasons": "; ".join(f"seed {s}: {why}" for s, why in self.collapsed),
+                "retried_seeds": ";".join(f"{a}->{b}" for a, b in self.retried)}
+
+
+def row_status(in_paper: bool, planned_runs: int | None, n_runs: int) -> str:
+    """The status of a table row: reproduced, paper value not reproduced, ours only, partial k of n seeds."""
+    if n_runs == 0:
+        return STATUS_NOT_REPRODUCED if in_paper else f"{STATUS_OURS_ONLY}, no finished runs"
+    planned = planned_runs if planned_runs is not None else n_runs
+    if n_runs < planned:
+        partial = f"partial: {n_runs} of {planned} seeds"
+        return partial if in_paper else f"{STATUS_OURS_ONLY}; {partial}"
+    return STATUS_REPRODUCED if in_paper else STATUS_OURS_ONLY
 
 
 def run_data_label(rows: Sequence[ManifestRow]) -> str | None:
@@ -270,41 +328,11 @@ def aggregate_seeds(run_dirs: Iterable[str | os.PathLike[str]]) -> dict[str, See
     return summarise_runs(runs)
 
 
-def read_csv_strings(path: str | os.PathLike[str]) -> pd.DataFrame:
-    source = Path(path)
-    if not source.is_file():
-        raise FileNotFoundError(f"paper table not found: {str(source)!r}")
-    return pd.read_csv(source, dtype=str, keep_default_na=False)
-
-
-def numeric_column(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
-    text = frame[column].str.strip()
-    numbers = pd.to_numeric(text.replace("", np.nan), errors="coerce")
-    bad = text[(text != "") & numbers.isna()]
-    if not bad.empty:
-        raise ValueError(f"{source}: column {column!r} has non-numeric values {sorted(set(bad))!r}")
-    return numbers.astype(np.float64)
-
-
 def read_paper_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a paper table CSV (params/paper_tables/table1.csv or table2.csv: CLL Tables 1 and 2).
-
-    Returns the key columns as strings (empty variant = "") and the seven metric columns as floats
-    (NaN where the paper prints "-" or nothing). A missing column or a key that appears twice raises
-    ValueError.
-    """
-    frame = read_csv_strings(path)
-    missing = [c for c in (*KEY_COLUMNS, *METRICS) if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected {list(KEY_COLUMNS) + list(METRICS)}")
-    out = pd.DataFrame({c: frame[c].str.strip() for c in KEY_COLUMNS})
-    for metric in METRICS:
-        out[metric] = numeric_column(frame, metric, str(path))
-    duplicated = out.duplicated(subset=list(KEY_COLUMNS), keep=False)
-    if duplicated.any():
-        keys = sorted({tuple(r) for r in out.loc[duplicated, list(KEY_COLUMNS)].itertuples(index=False)})
-        raise ValueError(f"{path}: rows with the same key {keys}")
-    return out
+    """Read CLL Table 1 or 2 (params/paper_tables/table1.csv, table2.csv): the :data:`KEY_COLUMNS` as strings and
+    the :data:`METRICS` as floats (NaN where the paper prints "-"); see
+    :func:`lipcert.reporting.paper_tables.read_paper_table`."""
+    return paper_tables.read_paper_table(path, KEY_COLUMNS, METRICS)
 
 
 def is_missing(value: Any) -> bool:

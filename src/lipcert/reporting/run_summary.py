@@ -2,7 +2,11 @@
 
 Used for the two-moons targets (Fig. 4, Fig. D2): method, eps, eq. (5) p, seed, clean accuracy, CRA,
 K(f), K(h o f) and tightness, as CSV and Markdown, stating the scale the runs were built at.
-Reads ``metrics.json`` and, when present, the sibling ``tightness.json``; never imports training code.
+Files are read through :mod:`lipcert.run_record`: clean accuracy, CRA and K(f) from the certification stage's
+``certify.json`` next to each ``metrics.json`` (the source of the certified numbers; a missing one is an error
+naming it), the run config, seed, training-set CRA, epochs, K(h o f) and the collapse / retry flags from
+``metrics.json``, tightness from ``tightness.json`` when present. A collapsed run's certified cells are marked
+with the collapse mark and footnoted. Never imports training code.
 """
 
 from __future__ import annotations
@@ -11,30 +15,45 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..io_utils import atomic_write_text, read_json
-from ..run_record import cra_key
+from ..io_utils import atomic_write_text
+from ..run_record import K_HF_KEY, collapse_of, cra_key, read_certify, read_metrics, read_tightness, retry_of
+from .records import SeedFlags, check_clean_agreement
+from .render import flag_mark, row_notes
 
 __all__ = ["summarise_runs", "main"]
 
+CERTIFIED_COLUMNS = ("clean", "cra", "K_f")
+"""Columns of the summary taken from certify.json (the rest come from metrics.json / tightness.json)."""
+
 
 def summarise_runs(metrics_paths: list[str | Path]) -> list[dict]:
-    """One row per run: its parameters and final metrics (accuracies in %)."""
+    """One row per run: its parameters, certified numbers and training numbers (accuracies in %).
+
+    ``collapse`` is the collapse reason ("" when the run learned) and ``retry`` "requested->trained" seed ("" when
+    trained under its requested seed).
+    """
     rows = []
     for path in metrics_paths:
         path = Path(path)
-        record = read_json(path)
+        record = read_metrics(path)
+        certified = read_certify(path.parent)
+        check_clean_agreement(record, certified, path.parent)
         m, params = record["metrics"], record["params"]
         loss = params["loss"]
         eps = params["eval_eps"][0]
         p = loss.get("p")
+        if cra_key(eps) not in certified:
+            raise ValueError(f"{path.parent / 'certify.json'}: has no CRA at eps = {eps:g} (params.eval_eps[0])")
+        collapse, retry = collapse_of(record), retry_of(record)
         row = {
             "method": loss["name"], "eps": eps, "two_eps": 2 * eps,
             "p_eq5": None if p is None else (p["start"] if p["kind"] == "constant" else f"{p['start']:g}->{p['end']:g}"),
-            "seed": record["seed"], "clean": m["clean"], "cra": m[cra_key(eps)],
-            "train_cra": m.get(cra_key(eps, "train_")), "K_f": m["K_f"], "K_hf": m["K_hf"], "epochs": m["epoch"],
+            "seed": record["seed"], "clean": certified["clean"], "cra": certified[cra_key(eps)],
+            "train_cra": m.get(cra_key(eps, "train_")), "K_f": certified["K_f"], "K_hf": m[K_HF_KEY],
+            "epochs": m["epoch"], "tightness": read_tightness(path.parent),
+            "collapse": collapse["reason"] if collapse else "",
+            "retry": f"{retry['requested_seed']}->{retry['trained_seed']}" if retry else "",
         }
-        tight = path.with_name("tightness.json")
-        row["tightness"] = 100.0 * read_json(tight)["tightness"] if tight.exists() else None
         rows.append(row)
     return rows
 
@@ -47,16 +66,28 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _flags(row: dict) -> SeedFlags:
+    collapsed = ((row["seed"], row["collapse"]),) if row["collapse"] else ()
+    retried = (tuple(int(s) for s in row["retry"].split("->")),) if row["retry"] else ()
+    return SeedFlags(1, collapsed, retried)
+
+
 def write_summary(rows: list[dict], scale: str, title: str, out_csv: Path, out_md: Path) -> None:
-    """Write the rows as CSV (with a ``scale`` column) and Markdown (with the scale in the caption)."""
+    """Write the rows as CSV (with a ``scale`` column) and Markdown (with the scale in the caption, collapsed runs
+    marked and footnoted)."""
     cols = list(rows[0]) + ["scale"]
     csv_lines = [",".join(cols)] + [",".join(_fmt(r.get(c, scale if c == "scale" else None)) for c in cols) for r in rows]
     atomic_write_text(out_csv, "\n".join(csv_lines) + "\n")
     caveat = "" if scale == "paper" else (f"\n\n**Built at scale '{scale}'**: fewer epochs / less data than the paper; "
                                           "not comparable with the paper without this caveat.")
-    md = [f"# {title}", f"Scale: `{scale}`. Accuracies in %, tightness = lower bound / K(f) in %.{caveat}", "",
-          "| " + " | ".join(cols[:-1]) + " |", "|" + "---|" * (len(cols) - 1)]
-    md += ["| " + " | ".join(_fmt(r[c]) for c in cols[:-1]) + " |" for r in rows]
+    shown = [c for c in cols[:-1] if c not in ("collapse", "retry")]
+    flags = [_flags(r) for r in rows]
+    notes = row_notes([f"{r['method']} 2eps={r['two_eps']:g} p={_fmt(r['p_eq5'])} seed {r['seed']}" for r in rows], flags)
+    md = [f"# {title}", f"Scale: `{scale}`. Accuracies in %, tightness = lower bound / K(f) in %. Clean, CRA and "
+          f"K(f) from the certification stage (certify.json).{caveat}", *(f"\n{note}" for note in notes), "",
+          "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    md += ["| " + " | ".join(_fmt(r[c]) + (flag_mark(f) if c in CERTIFIED_COLUMNS else "") for c in shown) + " |"
+           for r, f in zip(rows, flags)]
     atomic_write_text(out_md, "\n".join(md) + "\n")
 
 
@@ -73,7 +104,7 @@ def write_dvc_metrics(rows: list[dict], scale: str, out_json: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lipcert.reporting.run_summary", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", nargs="+", required=True, help="metrics.json files")
+    ap.add_argument("--runs", nargs="+", required=True, help="metrics.json files (each with certify.json beside it)")
     ap.add_argument("--scale", required=True)
     ap.add_argument("--title", default="runs")
     ap.add_argument("--out-csv", required=True)
