@@ -85,7 +85,7 @@ def test_write_metrics_rejects_bad_input_and_keeps_old_file(tmp_path: Path) -> N
         write_metrics(path, {}, {}, seed=-1, wall_time_s=1.0)
     with pytest.raises(ValueError, match="wall_time_s"):
         write_metrics(path, {}, {}, seed=0, wall_time_s=float("inf"))
-    with pytest.raises(ValueError, match="metrics must be a dict"):
+    with pytest.raises(ValueError, match=r"metrics \(a dict or dataclass instance\) must be a mapping"):
         write_metrics(path, [1, 2], {}, seed=0, wall_time_s=1.0)  # type: ignore[arg-type]
 
 

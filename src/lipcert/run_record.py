@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .io_utils import read_json
 
-__all__ = ["CLEAN_KEY", "COLLAPSE_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY", "METRICS_SCHEMA_VERSION",
+__all__ = ["finite_number", "string_keyed", "CLEAN_KEY", "COLLAPSE_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY", "METRICS_SCHEMA_VERSION",
            "PAPER_RADII", "RETRY_KEY", "SEED_KEY", "TIGHTNESS_TOLERANCE", "RunFiles", "collapse_of",
            "collapsed_attempt_dir", "cra_key", "retry_attempt_dir",
            "data_label_of", "final_metrics_path", "metrics_record", "p_from_printed", "param_value", "path_number",
@@ -145,7 +145,8 @@ METRICS_SCHEMA_VERSION = 1
 """Version of the metrics.json layout built by :func:`metrics_record`."""
 
 
-def _number(value, where: str) -> float:
+def finite_number(value, where: str) -> float:
+    """``value`` as a finite float; ValueError naming ``where`` otherwise (bools are not numbers)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{where} must be a number, got {value!r}")
     number = float(value)
@@ -154,7 +155,8 @@ def _number(value, where: str) -> float:
     return number
 
 
-def _string_keyed(value, where: str) -> dict:
+def string_keyed(value, where: str) -> dict:
+    """A mapping with string keys as a dict; ValueError naming ``where`` otherwise."""
     if not isinstance(value, Mapping):
         raise ValueError(f"{where} must be a mapping, got {type(value).__name__}")
     bad = [key for key in value if not isinstance(key, str)]
@@ -180,11 +182,11 @@ def metrics_record(metrics: Mapping, params: Mapping, seed: int, wall_time_s: fl
         raise ValueError(f"wall_time_s must be finite and >= 0, got {wall_time_s!r}")
     return {
         "schema_version": METRICS_SCHEMA_VERSION,
-        "metrics": _string_keyed(metrics, "metrics"),
-        "params": _string_keyed(params, "params"),
+        "metrics": string_keyed(metrics, "metrics"),
+        "params": string_keyed(params, "params"),
         SEED_KEY: seed,
         "wall_time_s": float(wall_time_s),
-        "extra": _string_keyed(extra if extra is not None else {}, "extra"),
+        "extra": string_keyed(extra if extra is not None else {}, "extra"),
         "versions": dict(versions),
         "hostname": hostname,
         "timestamp_utc": timestamp_utc,
@@ -242,12 +244,12 @@ def read_certify(run_dir_or_path) -> dict:
             raise ValueError(f"{path}: missing key {key!r}")
     if not isinstance(record["certified_accuracy"], Mapping):
         raise ValueError(f"{path}: 'certified_accuracy' must map radii to fractions, got {record['certified_accuracy']!r}")
-    values = {CLEAN_KEY: 100.0 * _number(record["clean_accuracy"], f"{path}: 'clean_accuracy'"),
-              K_F_KEY: _number(record["global_lipschitz"], f"{path}: 'global_lipschitz'"),
-              "n_samples": _number(record["n_samples"], f"{path}: 'n_samples'")}
+    values = {CLEAN_KEY: 100.0 * finite_number(record["clean_accuracy"], f"{path}: 'clean_accuracy'"),
+              K_F_KEY: finite_number(record["global_lipschitz"], f"{path}: 'global_lipschitz'"),
+              "n_samples": finite_number(record["n_samples"], f"{path}: 'n_samples'")}
     for radius, fraction in record["certified_accuracy"].items():
-        eps = _number(float(radius) if isinstance(radius, str) else radius, f"{path}: certified_accuracy radius")
-        values[cra_key(eps)] = 100.0 * _number(fraction, f"{path}: certified_accuracy[{radius!r}]")
+        eps = finite_number(float(radius) if isinstance(radius, str) else radius, f"{path}: certified_accuracy radius")
+        values[cra_key(eps)] = 100.0 * finite_number(fraction, f"{path}: certified_accuracy[{radius!r}]")
     return values
 
 
@@ -264,7 +266,7 @@ def read_tightness(run_dir_or_path) -> float | None:
     record = read_json(path)
     if not isinstance(record, Mapping) or "tightness" not in record:
         raise ValueError(f"{path}: expected an object with key 'tightness'")
-    fraction = _number(record["tightness"], f"{path}: 'tightness'")
+    fraction = finite_number(record["tightness"], f"{path}: 'tightness'")
     if not -TIGHTNESS_TOLERANCE <= fraction <= 1.0 + TIGHTNESS_TOLERANCE:
         raise ValueError(f"{path}: 'tightness' = {fraction!r} is outside [0, 1]; it is the fraction K_lobo / K(f) "
                          "(a value above 1 means the lower bound exceeds the certified bound)")
@@ -293,7 +295,7 @@ def param_value(params: Mapping, dotted: str, where: str) -> float:
         value = value["start"]
     if value is None:
         raise ValueError(f"{where}: params.{dotted} is null; this needs a number")
-    return _number(value, f"{where}: params.{dotted}")
+    return finite_number(value, f"{where}: params.{dotted}")
 
 
 def training_eps_of(params: Mapping, where: str) -> float:
@@ -304,7 +306,7 @@ def training_eps_of(params: Mapping, where: str) -> float:
         spec = spec.get("end") if spec.get("end") is not None else spec.get("start")
     if spec is None:
         raise ValueError(f"{where}: params.loss.eps is not set; the training ε is needed")
-    return _number(spec, f"{where}: params.loss.eps")
+    return finite_number(spec, f"{where}: params.loss.eps")
 
 
 COLLAPSE_KEY = "collapse"

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from lipcert.io_utils import atomic_write_json
-from lipcert.run_record import METRICS_SCHEMA_VERSION, metrics_record  # the layout lives in the run record
+from lipcert.run_record import METRICS_SCHEMA_VERSION, metrics_record, string_keyed  # the layout lives in the run record
 
 GROUP_TAG = "group"
 """Run tag shared by all seeds of one experiment configuration."""
@@ -75,12 +75,7 @@ def utc_timestamp() -> str:
 def _as_plain_mapping(value: Any, name: str) -> dict[str, Any]:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{name} must be a dict (or dataclass instance), got {type(value).__name__}")
-    bad_keys = [key for key in value if not isinstance(key, str)]
-    if bad_keys:
-        raise ValueError(f"{name} keys must be strings, got {bad_keys!r}")
-    return dict(value)
+    return string_keyed(value, f"{name} (a dict or dataclass instance)")
 
 
 def write_metrics(

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..io_utils import read_json
-from ..run_record import (CLEAN_KEY, PAPER_RADII, SEED_KEY, RunFiles, collapse_of, cra_key, data_label_of,
+from ..run_record import (CLEAN_KEY, PAPER_RADII, SEED_KEY, RunFiles, collapse_of, cra_key, data_label_of, finite_number,
                           read_certify, read_metrics, read_tightness, retry_of)
 from . import paper_tables
 
@@ -183,15 +183,6 @@ class RunMetrics:
     data_label: str = ""
     collapse: Mapping[str, Any] | None = None
     retry: Mapping[str, Any] | None = None
-
-
-def finite_number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{where} must be finite, got {value!r}")
-    return number
 
 
 def check_clean_agreement(record: Mapping[str, Any], certified: Mapping[str, float], run_dir: Path) -> None:
