@@ -208,3 +208,44 @@ def test_check_range_messages_and_type_errors() -> None:
         check_range("lam", "x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="lam must be a number, got True"):
         check_range("lam", True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """A nested section that reads its own mapping: ``{"kind": k, <anything>}`` with the rest kept as ``values``."""
+
+    kind: str
+    values: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data, where):
+        if "kind" not in data:
+            raise ValueError(f"{where}: needs 'kind'")
+        return cls(kind=data["kind"], values={k: v for k, v in data.items() if k != "kind"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Outer:
+    section: Section
+    other: Optimizer | None = None
+
+
+def test_nested_dataclass_with_from_mapping_reads_its_own_mapping_and_instances_pass() -> None:
+    built = from_dict(Outer, {"section": {"kind": "a", "x": 1, "y": [2]}}, WHERE)
+    assert built.section == Section("a", {"x": 1, "y": [2]})
+    with pytest.raises(ValueError, match=r"^params/two_moons.yaml: train.section: needs 'kind'$"):
+        from_dict(Outer, {"section": {"x": 1}}, WHERE)
+    with pytest.raises(ValueError, match=r"key 'section' expects mapping for Section, got 3"):
+        from_dict(Outer, {"section": 3}, WHERE)
+    # an already-built instance is taken as it is (also without a from_mapping)
+    opt = Optimizer(lr=0.5)
+    same = from_dict(Outer, {"section": built.section, "other": opt}, WHERE)
+    assert same.section is built.section and same.other is opt
+
+
+def test_unknown_key_message_with_context() -> None:
+    from lipcert.config_validation import unknown_key_message
+
+    assert unknown_key_message("f.yaml: loss", "lamda", ["p", "lam", "eps"], " for loss 'cll'") == (
+        "f.yaml: loss: unknown key 'lamda' (did you mean 'lam'?) for loss 'cll'; allowed keys: ['eps', 'lam', 'p']")
+    assert unknown_key_message("w", "zzz", ["a"]) == "w: unknown key 'zzz'; allowed keys: ['a']"

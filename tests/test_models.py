@@ -188,7 +188,6 @@ def test_bound_is_never_violated(builder, seed):
         p.requires_grad_(False)
     opt = torch.optim.Adam([x1, x2], lr=1e-2)
     best = torch.zeros_like(k)
-    c = k.shape[0]
     for _ in range(60):
         d_out = model(x1) - model(x2)
         dist = (x1 - x2).flatten(1).norm(dim=1).clamp_min(1e-12)

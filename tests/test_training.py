@@ -91,6 +91,18 @@ def test_non_finite_loss_names_epoch_and_iteration_and_writes_no_metrics(tmp_pat
     assert "non-finite" in json.loads((tmp_path / "r" / "failed.json").read_text())["error"]
 
 
+def test_labels_beyond_the_models_outputs_fail_before_training(tmp_path):
+    cfg = _cfg("ce")
+    d = load_data(cfg.data)
+    y = d.y_test.clone()
+    y[7] = 2  # a third class: the two-moons model has 2 outputs
+    with pytest.raises(ValueError, match=r"model 'two_moons' has 2 outputs, but the data .* has labels up to 2: use "
+                                         r"an architecture with 3 classes"):
+        train_run(cfg, TensorData(d.x_train, d.y_train, d.x_test, y, label="three moons"), tmp_path / "r",
+                  progress=False)
+    assert not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
 def test_metrics_file_contents_and_trained_model_reload(tmp_path):
     cfg = _cfg()
     metrics = _run(cfg, tmp_path / "r")
@@ -141,7 +153,7 @@ def _base():
 
 def test_valid_minimal_config_and_constant_shorthand():
     cfg = load_run_config(_base())
-    assert cfg.loss.p.kind == "constant" and cfg.loss.p.start == 0.01
+    assert cfg.loss.settings.p.kind == "constant" and cfg.loss.settings.p.start == 0.01
 
 
 @pytest.mark.parametrize("patch,message", [

@@ -55,7 +55,7 @@ def cmd_train(args) -> int:
     import torch
 
     from .params import run_config_from_params
-    from .training import train_run
+    from .training import train_with_retries
 
     device = _device(args.device)  # before anything is loaded: a missing GPU fails at once
     cfg = run_config_from_params(args.params, args.experiment, args.set, seed=args.seed)
@@ -71,8 +71,9 @@ def cmd_train(args) -> int:
     with _tracker(args, cfg, experiment, run_name) as tracker:
         if tracker.enabled:
             tracker.log_params(cfg.to_dict())
-        metrics = train_run(cfg, data, out, tracker=tracker if tracker.enabled else None,
-                            progress=not args.no_progress, device=device, deterministic=args.deterministic)
+        metrics = train_with_retries(cfg, data, out, retries=args.retry_collapsed,
+                                     tracker=tracker if tracker.enabled else None, progress=not args.no_progress,
+                                     device=device, deterministic=args.deterministic)
         if metrics is not None and tracker.enabled:
             _log_history_figure(out, tracker)
     if metrics is not None:
@@ -91,10 +92,10 @@ def _log_history_figure(run_dir: Path, tracker) -> None:
 def cmd_certify(args) -> int:
     import torch
 
-    from .certification import certify_model
     from .data.tensor_data import as_model_input
     from .devices import describe_device
     from .io_utils import atomic_write_json
+    from .methods import certify_with
     from .trained_run import load_trained_model
 
     device = _device(args.device)
@@ -103,7 +104,8 @@ def cmd_certify(args) -> int:
     report = model.converge(args.tol)
     data = _run_data(cfg.data, args.data)
     eps = tuple(args.eps) if args.eps else cfg.eval_eps
-    res = certify_model(model, data.x_test.to(device), data.y_test.to(device), eps, transform=as_model_input)
+    res = certify_with(model, data.x_test.to(device), data.y_test.to(device), eps, bound=cfg.bound,
+                       certificate_name=cfg.certificate, transform=as_model_input)
     out = Path(args.out) if args.out else Path(args.run) / "certify.json"
     summary = res.summary()
     summary.update({"k_body": report.k_body, "converge_iterations": report.iterations, "converge_tol": args.tol,
@@ -235,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--deterministic", action="store_true",
                    help="deterministic GPU kernels (cuDNN deterministic, no autotuning; README 'GPU numerics')")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--retry-collapsed", type=int, default=0, metavar="N",
+                   help="retrain a run flagged as collapsed (accuracy at chance, or loss back at its first-epoch "
+                        "value) up to N times under seed + 1000 k (default 0: keep it, flagged; lipcert.collapse)")
     common(t)
     t.set_defaults(func=cmd_train)
 

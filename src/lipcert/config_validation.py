@@ -138,8 +138,13 @@ def _convert(annotation: Any, value: Any, key: str, where: str) -> Any:
             for item_key, item in value.items()
         }
     if dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
+        if isinstance(value, annotation):
+            return value
         if not isinstance(value, Mapping):
             raise _TypeMismatch(key, _type_name(annotation), value)
+        own_reader = getattr(annotation, "from_mapping", None)
+        if own_reader is not None:
+            return own_reader(value, f"{where}.{key}")
         return from_dict(annotation, value, f"{where}.{key}")
     raise TypeError(f"{where}: field {key!r} has a type hint from_dict does not support: {annotation!r}")
 
@@ -158,6 +163,17 @@ def _mismatch_message(where: str, mismatch: _TypeMismatch) -> str:
     return message
 
 
+def unknown_key_message(where: str, key: str, allowed: list[str], context: str = "") -> str:
+    """The error of an unknown ``key``: where, the key, a "did you mean" suggestion and the sorted allowed keys.
+
+    ``context`` (e.g. ``" for loss 'cll'"``) says whose keys ``allowed`` are.
+    """
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(key, allowed, n=1)
+    suggestion = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{where}: unknown key {key!r}{suggestion}{context}; allowed keys: {allowed}"
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str) -> T:
     """Build the (possibly nested) dataclass ``cls`` from ``data``, checking keys and types.
 
@@ -166,7 +182,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str) -> T:
     keys), a missing required key, and a value that does not match the field's type hint. Supported
     hints: ``int``, ``float`` (ints accepted and converted), ``bool`` (ints rejected), ``str``,
     ``Literal[...]``, ``tuple[X, ...]``/``tuple[X, Y]``/``list[X]`` (lists and tuples accepted),
-    ``dict[K, V]``, ``Optional[X]``/``X | None``, ``Any`` and nested dataclasses. ValueErrors raised by
+    ``dict[K, V]``, ``Optional[X]``/``X | None``, ``Any`` and nested dataclasses (an instance is taken as it is; a
+    nested dataclass with a ``from_mapping(data, where)`` classmethod reads its own mapping, e.g.
+    :class:`lipcert.run_config.LossConfig` its flat loss section). ValueErrors raised by
     ``cls.__post_init__`` (range checks) are re-raised prefixed with ``where``.
     """
     if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
@@ -183,9 +201,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str) -> T:
 
     for key in data:
         if key not in fields:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            suggestion = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"{where}: unknown key {key!r}{suggestion}; allowed keys: {allowed}")
+            raise ValueError(unknown_key_message(where, key, allowed))
 
     kwargs: dict[str, Any] = {}
     for name, field in fields.items():

@@ -25,7 +25,7 @@ import torch
 from .certification import CertificationResult, certification_logits, certify, check_certification_inputs
 
 __all__ = ["BOUND_PROVIDERS", "CERTIFICATES", "BoundProvider", "Certificate", "bound_provider", "certificate",
-           "certify_with", "DEFAULT_BOUND", "DEFAULT_CERTIFICATE"]
+           "certify_with", "DEFAULT_BOUND", "DEFAULT_CERTIFICATE", "register_bound_provider", "register_certificate"]
 
 DEFAULT_BOUND = "global"
 DEFAULT_CERTIFICATE = "l2_margin"
@@ -58,6 +58,24 @@ BOUND_PROVIDERS: dict[str, BoundProvider] = {
 CERTIFICATES: dict[str, Certificate] = {
     "l2_margin": Certificate(certify),
 }
+
+
+def _register(table: dict, name: str, entry, kind: type, what: str) -> None:
+    if name in table:
+        raise ValueError(f"{what} {name!r} is already registered")
+    if not isinstance(entry, kind):
+        raise TypeError(f"registering {what} {name!r} needs a {kind.__name__}, got {type(entry).__name__}")
+    table[name] = entry
+
+
+def register_bound_provider(name: str, provider: BoundProvider) -> None:
+    """Add a bound provider under ``name`` (e.g. a per-input local bound); a taken name raises."""
+    _register(BOUND_PROVIDERS, name, provider, BoundProvider, "bound provider")
+
+
+def register_certificate(name: str, cert: Certificate) -> None:
+    """Add a certificate under ``name`` (e.g. an ℓ∞ certificate); a taken name raises."""
+    _register(CERTIFICATES, name, cert, Certificate, "certificate")
 
 
 def _lookup(table: dict, name: str | None, default: str, what: str):

@@ -4,8 +4,8 @@ The values of the paper's runs live in ``params/*.yaml`` with table references (
 B1 and B4); this module turns one run's mapping into frozen dataclasses and rejects unknown keys,
 wrong types and out-of-range values before any work starts.
 
-Scheduled hyper-parameters (p, eps, beta, TRADES weight) are :class:`~lipcert.schedules.ScheduleSpec`
-mappings; a plain number is shorthand for a constant schedule.
+Scheduled hyper-parameters (p, eps, beta, TRADES weight) are :class:`~lipcert.schedules.ScheduleConfig`
+mappings; a plain number is shorthand for a constant schedule.  Each loss owns its keys (:class:`LossConfig`).
 """
 
 from __future__ import annotations
@@ -13,105 +13,91 @@ from __future__ import annotations
 import hashlib
 import json
 import typing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Mapping
 
 from .config_validation import check_range, from_dict
 from .run_record import PAPER_RADII
-from .schedules import ScheduleSpec
+from .schedules import ScheduleConfig
 
-__all__ = ["DataConfig", "LossConfig", "OptimConfig", "RunConfig", "load_run_config"]
+__all__ = ["DataConfig", "LossConfig", "OptimConfig", "RunConfig", "ScheduleConfig", "load_run_config"]
 
-_SCHEDULED = ("eps", "p", "beta", "trades_weight")
 # keys added after runs existed: left out of the fingerprint while unset (old runs keep theirs)
-_ENTER_ONLY_WHEN_SET = (("optim", "lr_reference_batch"), ("loss", "options"), (None, "bound"), (None, "certificate"))
+_ENTER_ONLY_WHEN_SET = (("optim", "lr_reference_batch"), (None, "bound"), (None, "certificate"))
+
+# --- compatibility with the one shared loss layout (before each loss owned its keys, issue 13 item 1) --------------
+# Until commit 01a734a every run's loss section held all keys below, with these defaults, whatever its loss.  The
+# fingerprint of a run of one of the losses of that time still hashes that layout (keys its loss does not declare
+# at their defaults), so runs and checkpoints made before keep their fingerprints; losses registered later hash
+# their own keys.  A config.json of that time (it holds at least _FIRST_SHARED_LAYOUT) loads: its keys that the
+# loss does not declare are dropped where they hold these defaults (or null for ``options``).
+_SHARED_LAYOUT_DEFAULTS: dict[str, Any] = {
+    "eps": None, "p": None, "delta": None, "beta": None, "normalisation": "pairwise", "offset_mode": "two_sided",
+    "detach_k": True, "lam": 0.0, "trades_weight": None, "output_scale": 1.0, "power_iter": 5, "gamma": None,
+    "margin": None, "offset": None, "temperature": None,
+}
+_SHARED_LAYOUT_LOSSES = ("cll", "gloro", "ce", "certificate_regularized", "margin_hinge", "aol")
+_FIRST_SHARED_LAYOUT = ("eps", "p", "delta", "beta", "normalisation", "offset_mode", "detach_k", "lam",
+                        "trades_weight", "power_iter")
 
 
-@dataclass(frozen=True)
-class ScheduleConfig:
-    """Mapping form of :class:`ScheduleSpec` (validated by it)."""
+def _without_shared_layout_defaults(name: str, own: dict[str, Any], declared: tuple[str, ...]) -> dict[str, Any]:
+    """``own`` without the undeclared keys at their shared-layout defaults, if it is a config.json of that layout."""
+    if name not in _SHARED_LAYOUT_LOSSES or not set(_FIRST_SHARED_LAYOUT) <= {*own, "power_iter"}:
+        return own
+    defaults = {**_SHARED_LAYOUT_DEFAULTS, "options": None}
+    return {k: v for k, v in own.items() if k in declared or k not in defaults or v != defaults[k]}
 
-    kind: Literal["constant", "linear", "polynomial"]
-    start: float
-    end: float | None = None
-    power: float = 1.0
-    until: int | None = None
 
-    def __post_init__(self) -> None:
-        self.spec()  # validates
-
-    def spec(self) -> ScheduleSpec:
-        data = {k: v for k, v in asdict(self).items() if v is not None}
-        return ScheduleSpec.from_dict(data)
+def _fingerprint_loss_section(section: dict[str, Any]) -> dict[str, Any]:
+    if section["name"] in _SHARED_LAYOUT_LOSSES:
+        return {**_SHARED_LAYOUT_DEFAULTS, **section}
+    return section
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss of a run: CLL (main eqs. (3)-(5), supplement Definition 2), GloRo, or plain cross-entropy.
+    """The loss of a run: a registered loss (:data:`lipcert.losses.registry.LOSSES`) and its own settings.
 
-    ``p`` is eq. (5)'s p (half the value printed in most of table B4 / table 1 / table D5; see
-    :func:`lipcert.losses.p_from_printed`).  ``eps`` is the training margin (GloRo ramps it).
-    ``lam`` weighs the K(f)^2 regulariser; ``power_iter`` is the number of power-iteration steps per
-    training step (supplement B: 5); ``output_scale`` is GloRo's fixed temperature s = 1/T (supplement D).
+    ``settings`` is an instance of the loss's config dataclass (its keys, defaults and validation live in the loss's
+    module, e.g. :class:`lipcert.losses.calibrated_loss.CalibratedLossConfig`; None: its defaults).
+    ``power_iter``, the number of power-iteration steps per training step (supplement B: 5), is the one key every
+    loss accepts: the training engine uses it whenever the loss trains with the bound.  In a params file the keys
+    are flat, ``loss: {name: cll, eps: 0.15, p: 0.15, lam: 1.0e-4}`` (:meth:`from_mapping`, :meth:`to_dict`).
     """
 
-    name: str  # a registered loss (lipcert.losses.registry.LOSSES): cll, gloro, ce, certificate_regularized, ...
-    eps: ScheduleConfig | None = None
-    p: ScheduleConfig | None = None
-    delta: float | None = None
-    beta: ScheduleConfig | None = None
-    normalisation: Literal["pairwise", "per_logit"] = "pairwise"
-    offset_mode: Literal["two_sided", "one_sided"] = "two_sided"
-    detach_k: bool = True
-    lam: float = 0.0
-    trades_weight: ScheduleConfig | None = None
-    output_scale: float = 1.0
+    name: str
+    settings: Any = None
     power_iter: int = 5
-    gamma: float | None = None
-    margin: float | None = None
-    offset: float | None = None
-    temperature: float | None = None
-    options: dict[str, Any] | None = None  # a registered loss's own options, validated by its options dataclass
 
     def __post_init__(self) -> None:
-        from .losses.registry import check_loss_options  # the registry imports torch: only when a config is built
+        from .losses.registry import loss_settings  # the registry imports torch: only when a config is built
 
-        check_loss_options(self.name, self.options)
-        check_range("loss.lam", self.lam, lo=0.0)
+        object.__setattr__(self, "settings", loss_settings(self.name, self.settings))
         check_range("loss.power_iter", self.power_iter, lo=1)
-        own = {"gamma": "certificate_regularized", "margin": "margin_hinge", "offset": "aol", "temperature": "aol"}
-        for key, loss_name in own.items():
-            if getattr(self, key) is not None and self.name != loss_name:
-                raise ValueError(f"loss.{key} applies only to loss {loss_name!r}, not {self.name!r}")
-        if self.gamma is not None:
-            check_range("loss.gamma", self.gamma, lo=0.0)
-        if self.name == "margin_hinge":
-            if self.margin is None:
-                raise ValueError("loss.margin is required for loss 'margin_hinge' (CPL uses 0.7)")
-            check_range("loss.margin", self.margin, lo=0.0, lo_inclusive=False)
-        if self.offset is not None:
-            check_range("loss.offset", self.offset, lo=0.0)
-        if self.temperature is not None:
-            check_range("loss.temperature", self.temperature, lo=0.0, lo_inclusive=False)
-        check_range("loss.output_scale", self.output_scale, lo=0.0, lo_inclusive=False)
-        if self.output_scale != 1.0 and self.name != "gloro":
-            raise ValueError("loss.output_scale (GloRo temperature s = 1/T, supplement D) applies only to loss 'gloro'")
-        if self.delta is not None:
-            check_range("loss.delta", self.delta, lo=0.0)
-        if self.name in ("cll", "gloro") and self.eps is None:
-            raise ValueError(f"loss.eps is required for loss {self.name!r}")
-        if self.name == "cll":
-            if self.p is None:
-                raise ValueError("loss.p (eq. (5) slack) is required for loss 'cll'")
-            for value in (self.p.start, self.p.spec().end):
-                check_range("loss.p", value, lo=0.0, hi=0.5, lo_inclusive=False, hi_inclusive=False)
-        elif self.p is not None:
-            raise ValueError(f"loss.p applies only to loss 'cll', not {self.name!r}")
-        if self.trades_weight is not None and self.name != "gloro":
-            raise ValueError("loss.trades_weight applies only to loss 'gloro'")
-        if self.eps is not None:
-            for value in (self.eps.start, self.eps.spec().end):
-                check_range("loss.eps", value, lo=0.0)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "loss") -> "LossConfig":
+        """The flat ``loss`` section of a run mapping: ``name``, ``power_iter`` and the named loss's own keys."""
+        from .losses.registry import loss_keys, settings_from_mapping
+
+        name = data.get("name")
+        if not isinstance(name, str):
+            raise ValueError(f"{where}: key 'name' expects the name of a registered loss, got {name!r}")
+        common = tuple(f.name for f in fields(cls) if f.name != "settings")
+        own = {k: v for k, v in data.items() if k not in common}
+        own = _without_shared_layout_defaults(name, own, loss_keys(name))
+        settings = settings_from_mapping(name, own, where, common)
+        return from_dict(cls, {**{k: data[k] for k in common if k in data}, "settings": settings}, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat mapping of :meth:`from_mapping`: ``name``, the loss's own keys, ``power_iter``."""
+        return {"name": self.name, **asdict(self.settings), "power_iter": self.power_iter}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The loss's setting ``key``, or ``default`` where the loss has no such key (e.g. ``p`` of a GloRo run)."""
+        declared = {f.name for f in fields(self.settings)}
+        return getattr(self.settings, key) if key in declared else default
 
 
 @dataclass(frozen=True)
@@ -261,17 +247,21 @@ class RunConfig:
             check_range("eval_eps", e, lo=0.0, lo_inclusive=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain mapping (round-trips through :func:`load_run_config`)."""
-        return json.loads(json.dumps(asdict(self)))
+        """Plain mapping (round-trips through :func:`load_run_config`); the loss section flat (:meth:`LossConfig.to_dict`)."""
+        data = asdict(self)
+        data["loss"] = self.loss.to_dict()
+        return json.loads(json.dumps(data))
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the run's result (threads excluded).
 
-        ``optim.lr_reference_batch``, ``loss.options``, ``bound`` and ``certificate`` enter only when set, so runs made before the options
-        existed keep their fingerprint (and resume from their checkpoints).
+        ``optim.lr_reference_batch``, ``bound`` and ``certificate`` enter only when set, and the loss section of the
+        six losses of the shared loss layout is hashed in that layout (``_SHARED_LAYOUT_DEFAULTS``), so runs made
+        before keep their fingerprint (and resume from their checkpoints); ``tests/test_run_fingerprints.py`` pins them.
         """
         data = self.to_dict()
         data.pop("threads")
+        data["loss"] = _fingerprint_loss_section(data["loss"])
         for section, key in _ENTER_ONLY_WHEN_SET:
             node = data if section is None else data[section]
             if node[key] is None:
@@ -279,24 +269,13 @@ class RunConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _expand_schedules(loss: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(loss)
-    for key in _SCHEDULED:
-        value = out.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[key] = {"kind": "constant", "start": float(value)}
-    return out
-
-
 def load_run_config(data: Mapping[str, Any], where: str = "run config") -> RunConfig:
     """Validate a run mapping (e.g. one entry of a params YAML file) into a :class:`RunConfig`.
 
-    Plain numbers for scheduled loss parameters are expanded to constant schedules.  Errors name the
-    source ``where``, the offending key and the allowed keys/values.
+    The loss section is flat (:meth:`LossConfig.from_mapping`; plain numbers for scheduled loss parameters are
+    constant schedules); a config.json of the shared loss layout loads too.  Errors name the source ``where``,
+    the offending key and the allowed keys/values.
     """
     if not isinstance(data, Mapping):
         raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    prepared = dict(data)
-    if isinstance(prepared.get("loss"), Mapping):
-        prepared["loss"] = _expand_schedules(prepared["loss"])
-    return from_dict(RunConfig, prepared, where)
+    return from_dict(RunConfig, data, where)

@@ -11,10 +11,11 @@ the counter to resume a schedule.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Mapping, Sequence
 
-__all__ = ["polynomial", "linear", "piecewise_linear_lr", "step_decay_lr", "ScheduleSpec", "SCHEDULE_KINDS", "TRIANGULAR_KNOTS"]
+__all__ = ["polynomial", "linear", "piecewise_linear_lr", "step_decay_lr", "ScheduleConfig", "ScheduleSpec", "SCHEDULE_KINDS",
+           "TRIANGULAR_KNOTS"]
 
 SCHEDULE_KINDS = ("constant", "linear", "polynomial")
 
@@ -184,3 +185,41 @@ class ScheduleSpec:
         if self.kind == "linear":
             return linear(t, horizon, self.start, self.end)
         return polynomial(t, horizon, self.start, self.end, self.power)
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """The params-file form of a :class:`ScheduleSpec` (validated by it): ``end`` may be left out of a constant.
+
+    A loss config field typed ``ScheduleConfig`` is a scheduled value (CLL p, eps, beta; GloRo eps, TRADES
+    weight); a plain number there is shorthand for a constant schedule (:meth:`from_value`).
+    """
+
+    kind: Literal["constant", "linear", "polynomial"]
+    start: float
+    end: float | None = None
+    power: float = 1.0
+    until: int | None = None
+
+    def __post_init__(self) -> None:
+        self.spec()  # validates
+
+    def spec(self) -> ScheduleSpec:
+        data = {k: v for k, v in asdict(self).items() if v is not None}
+        return ScheduleSpec.from_dict(data)
+
+    def value(self, t: float, T: float) -> float:
+        """The scheduled value at iteration t of T (:meth:`ScheduleSpec.value`)."""
+        return self.spec().value(t, T)
+
+    def endpoints(self) -> tuple[float, float]:
+        """(start, end) with a constant's end filled in: the two values a range check needs to see."""
+        spec = self.spec()
+        return spec.start, spec.end
+
+    @staticmethod
+    def from_value(value: Any) -> Any:
+        """A plain number as the mapping of a constant schedule; anything else unchanged (validated later)."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"kind": "constant", "start": float(value)}
+        return value

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from lipcert.io_utils import atomic_write_json
-from lipcert.run_record import METRICS_SCHEMA_VERSION, metrics_record, string_keyed  # the layout lives in the run record
+from lipcert.run_record import metrics_record, string_keyed  # the layout lives in the run record
 
 GROUP_TAG = "group"
 """Run tag shared by all seeds of one experiment configuration."""

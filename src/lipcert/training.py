@@ -9,14 +9,19 @@ Runs are resumable and deterministic: one seed drives Python, NumPy, torch and t
 checkpoint (model incl. power-iteration vectors, optimiser, RNG states, counters, history) is
 written atomically after every epoch, and re-running the same command continues from it, ending with
 exactly the metrics of an uninterrupted run.  A non-finite loss stops the run with an error naming
-epoch and iteration; the run is marked failed and no ``metrics.json`` is written.
+epoch and iteration; the run is marked failed and no ``metrics.json`` is written.  A finished run whose clean
+accuracy is at chance level or whose loss came back to its first-epoch value is flagged in ``extra.collapse``
+(:mod:`lipcert.collapse`); :func:`train_with_retries` retrains such a run under the next seed when asked to.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import shutil
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +30,18 @@ import torch
 from .methods import bound_provider, certify_with
 from .data.tensor_data import TensorData, as_model_input
 from .devices import describe_device, resolve_device, set_deterministic
-from .io_utils import atomic_torch_save, atomic_write_json, read_json
+from .io_utils import atomic_torch_save, atomic_write_bytes, atomic_write_json
 from .losses.registry import build_loss, calibrated_model_constant, trains_with_bound
 from .models import LipschitzClassifier, build_model
 from .run_config import RunConfig
-from .run_record import RunFiles, cra_key, final_metrics_path
+from .collapse import collapse_reason, retry_seed
+from .run_record import (COLLAPSE_KEY, RETRY_KEY, RunFiles, collapse_of, collapsed_attempt_dir, cra_key, read_metrics,
+                         final_metrics_path, retry_attempt_dir, retry_of)
 from .trained_run import load_trained_model  # re-exported: finished runs load without this module
 from .schedules import piecewise_linear_lr, step_decay_lr
 
 __all__ = ["NonFiniteLossError", "RunFiles", "TensorData", "final_metrics_path", "load_trained_model", "make_optimizer",
-           "train_run", "train_step"]
+           "train_run", "train_step", "train_with_retries"]
 
 CHECKPOINT_VERSION = 1
 
@@ -153,6 +160,16 @@ def _check_resumable(ckpt: dict, cfg: RunConfig, path: Path) -> None:
                            "delete the run directory or use another one")
 
 
+def _check_classes(model, data: TensorData, model_name: str) -> None:
+    """ValueError before any training when the data's labels do not fit the model's outputs (e.g. a 10-class
+    architecture on CIFAR-100); one host read of the labels on their own device, once per run."""
+    n_out = int(model.head_weight().shape[0])
+    top = int(torch.maximum(data.y_train.max(), data.y_test.max()))
+    if top >= n_out:
+        raise ValueError(f"model {model_name!r} has {n_out} outputs, but the data ({data.label}) has labels up to "
+                         f"{top}: use an architecture with {top + 1} classes (params/architectures.yaml)")
+
+
 def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=None, progress: bool = True,
               max_epochs_this_call: int | None = None, device: str | torch.device = "cpu",
               deterministic: bool = False) -> dict | None:
@@ -169,7 +186,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     files = RunFiles(Path(out_dir))
     files.root.mkdir(parents=True, exist_ok=True)
     if files.metrics.exists():
-        done = read_json(files.metrics)
+        done = read_metrics(files.metrics)
         if done.get("extra", {}).get("fingerprint") != cfg.fingerprint():
             raise RuntimeError(f"{files.metrics}: finished run has different parameters; "
                                "delete the run directory or use another one")
@@ -179,6 +196,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
 
     seed_everything(cfg.seed)
     model = build_model(cfg.model, seed=cfg.seed, head=cfg.head).to(device)
+    _check_classes(model, data, cfg.model)
     optimizer = make_optimizer(cfg, model)
     order = torch.Generator().manual_seed(cfg.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -291,9 +309,14 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     final = dict(history[-1])
     atomic_torch_save(model.state_dict(), files.model)
     atomic_write_json(files.history, history)
+    # the flag is an output, not a parameter: the fingerprint stays that of the config (issue 13, item 5)
+    collapse = collapse_reason(history, n_classes=int(model.head_weight().shape[0]), n_test=int(y_test.shape[0]))
+    if collapse is not None:
+        print(f"warning: {files.root}: the run collapsed: {collapse['reason']}", file=sys.stderr, flush=True)
     record = write_metrics(files.metrics, final, cfg.to_dict(), cfg.seed, elapsed,
                            extra={"fingerprint": cfg.fingerprint(), "data": data.label,
-                                  "iterations_per_epoch": iters_per_epoch, "numerics": describe_device(device)})
+                                  "iterations_per_epoch": iters_per_epoch, "numerics": describe_device(device),
+                                  COLLAPSE_KEY: collapse})
     if files.failed.exists():
         files.failed.unlink()
     if tracker is not None:
@@ -319,3 +342,107 @@ def _update_progress(bar, entry: dict, cfg: RunConfig) -> None:
         post["cra"] = f"{entry[cra_key(cfg.eval_eps[0])]:.1f}"
     bar.set_postfix(post, refresh=False)
     bar.update(1)
+
+
+# --- retries of collapsed runs (issue 13, item 5): orchestration around train_run, outside its epoch loop ---------
+def train_with_retries(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, retries: int = 0,
+                       **train_kw) -> dict | None:
+    """:func:`train_run` in ``out_dir``, then, while the result is flagged as collapsed (``extra.collapse``,
+    :func:`lipcert.collapse.collapse_reason`) and fewer than ``retries`` retries were made, train it again under
+    the next seed of :func:`lipcert.collapse.retry_seed` (``cfg.seed + 1000 k``).  With ``retries=0`` (the
+    default) nothing is retried: a collapsed run stays as it is, flagged (and a run retried earlier is kept).
+
+    Retry k trains in its own run directory (:func:`lipcert.run_record.retry_attempt_dir`) and resumes from its
+    own checkpoint like any run.  When the last attempt finishes, ``out_dir`` is made to hold it: the files of the
+    run it replaces go to :func:`lipcert.run_record.collapsed_attempt_dir`, the last attempt's config, history and
+    model are copied in, and its ``metrics.json`` is written with ``extra.retry = {"requested_seed",
+    "trained_seed", "attempts": [{"seed", "collapse"}, ...]}`` (the commit point; every step before it can be
+    repeated after a crash).  Collapsed intermediate attempts are archived too, so nothing is lost.
+
+    Re-running on a finished (retried or not) run trains nothing, unless its last attempt collapsed and
+    ``retries`` now allows more.  Returns the final metrics, or None when ``max_epochs_this_call`` (in
+    ``train_kw``, applied to each :func:`train_run` call) stopped an attempt early.
+    """
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries (--retry-collapsed) must be a non-negative integer, got {retries!r}")
+    files = RunFiles(Path(out_dir))
+    record = read_metrics(files.metrics) if files.metrics.exists() else None
+    note = retry_of(record) if record is not None else None
+    if note is None:
+        if retries > 0:
+            retry_seed(cfg.seed, 1)  # a seed whose retries could collide with another run fails before training
+        if train_run(cfg, data, files.root, **train_kw) is None:
+            return None
+        record = read_metrics(files.metrics)
+        attempts = [{"seed": cfg.seed, "collapse": collapse_of(record)}]
+    else:
+        attempts = _retried_attempts(files, record, note, cfg)
+    while attempts[-1]["collapse"] is not None and len(attempts) <= retries:
+        seed = retry_seed(cfg.seed, len(attempts))
+        attempt_dir = retry_attempt_dir(files.root, seed)
+        print(f"{files.root}: seed {attempts[-1]['seed']} collapsed; retry {len(attempts)} of {retries} under seed "
+              f"{seed} in {attempt_dir}", file=sys.stderr, flush=True)
+        if train_run(replace(cfg, seed=seed), data, attempt_dir, **train_kw) is None:
+            return None
+        attempts.append({"seed": seed, "collapse": collapse_of(read_metrics(RunFiles(attempt_dir).metrics))})
+    if attempts[-1]["seed"] != record["seed"]:
+        record = _promote_attempt(files, record, cfg.seed, attempts)
+    if len(attempts) > 1:
+        _tidy_attempts(files, attempts)
+    return record["metrics"]
+
+
+def _retried_attempts(files: RunFiles, record: dict, note: dict, cfg: RunConfig) -> list[dict]:
+    """The attempts of a finished retried run, after checking that it is this config's run."""
+    if note["requested_seed"] != cfg.seed:
+        raise RuntimeError(f"{files.metrics}: finished run was requested with seed {note['requested_seed']}, "
+                           f"not {cfg.seed}; delete the run directory or use another one")
+    trained = replace(cfg, seed=note["trained_seed"])
+    if record.get("extra", {}).get("fingerprint") != trained.fingerprint():
+        raise RuntimeError(f"{files.metrics}: finished run has different parameters; "
+                           "delete the run directory or use another one")
+    attempts = note.get("attempts")
+    if not isinstance(attempts, list) or not attempts or not all(isinstance(a, dict) for a in attempts) \
+            or attempts[-1].get("seed") != note["trained_seed"]:
+        raise ValueError(f"{files.metrics}: extra.{RETRY_KEY}.attempts must list the attempts as "
+                         f"{{'seed', 'collapse'}} ending with the trained seed {note['trained_seed']}, "
+                         f"got {attempts!r}")
+    return [dict(a) for a in attempts]
+
+
+def _copy_trained_files(source: RunFiles, target: RunFiles) -> None:
+    """Copy a finished run's config, history and model (atomically, file by file; metrics.json is the caller's)."""
+    for name in ("config", "history", "model"):
+        atomic_write_bytes(getattr(target, name), getattr(source, name).read_bytes())
+
+
+def _promote_attempt(files: RunFiles, record: dict, requested_seed: int, attempts: list[dict]) -> dict:
+    """Make ``files.root`` hold the last attempt; the run it held is archived first (once)."""
+    archive = RunFiles(collapsed_attempt_dir(files.root, record["seed"]))
+    if not archive.metrics.exists():  # metrics.json last: an archive with it is complete
+        _copy_trained_files(files, archive)
+        atomic_write_bytes(archive.metrics, files.metrics.read_bytes())
+    final = RunFiles(retry_attempt_dir(files.root, attempts[-1]["seed"]))
+    _copy_trained_files(final, files)
+    promoted = read_metrics(final.metrics)
+    promoted["extra"][RETRY_KEY] = {"requested_seed": requested_seed, "trained_seed": attempts[-1]["seed"],
+                                    "attempts": attempts}
+    atomic_write_json(files.metrics, promoted)
+    return promoted
+
+
+def _tidy_attempts(files: RunFiles, attempts: list[dict]) -> None:
+    """After the commit: archive collapsed intermediate attempts, drop the promoted attempt's directory and the
+    checkpoint of the replaced seed (idempotent; it finishes an interrupted tidy on a re-run)."""
+    files.checkpoint.unlink(missing_ok=True)
+    for attempt in attempts[1:-1]:
+        source = retry_attempt_dir(files.root, attempt["seed"])
+        target = collapsed_attempt_dir(files.root, attempt["seed"])
+        if source.is_dir() and not target.exists():
+            RunFiles(source).checkpoint.unlink(missing_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source.replace(target)
+    shutil.rmtree(retry_attempt_dir(files.root, attempts[-1]["seed"]), ignore_errors=True)
+    retries_root = retry_attempt_dir(files.root, attempts[-1]["seed"]).parent
+    if retries_root.is_dir() and not any(retries_root.iterdir()):
+        retries_root.rmdir()

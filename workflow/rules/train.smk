@@ -23,9 +23,11 @@ rule train:
         root=db_dir,
         sets=train_sets,
         run_dir=output_dir,
+        retries=config["retry_collapsed"],
     shell:
         "{params.py} -m lipcert.gpu_lease -- "
         "{params.py} -m lipcert train --params params/{wildcards.dataset}.yaml "
         "--experiment {wildcards.method} --seed {wildcards.seed} {params.sets} "
         "--data {input.data} --out {params.run_dir} --threads {threads} --device auto "
+        "--retry-collapsed {params.retries} "
         "--results-dir {params.root} --no-progress > {log} 2>&1"

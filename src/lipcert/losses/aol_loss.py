@@ -17,18 +17,41 @@ offset therefore asks for margins corresponding to radius 3/2.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from lipcert.config_validation import check_range
 from lipcert.losses.calibrated_loss import _check_inputs
 
-__all__ = ["SLL_OFFSET", "SLL_TEMPERATURE", "aol_loss"]
+__all__ = ["AOLLossConfig", "SLL_OFFSET", "SLL_TEMPERATURE", "aol_loss"]
 
 #: Default offset u of the SLL code (``main.py --offset``): sqrt(2) * 3 / 2.
 SLL_OFFSET: float = math.sqrt(2.0) * 3.0 / 2.0
 #: Default temperature t of the SLL code (``main.py --temperature``).
 SLL_TEMPERATURE: float = 0.25
+
+
+@dataclass(frozen=True)
+class AOLLossConfig:
+    """The keys of loss ``aol``: ``offset`` u >= 0 and ``temperature`` t > 0 (None: the SLL code's
+    :data:`SLL_OFFSET` and :data:`SLL_TEMPERATURE`, as the SLL and LBDN recipes use them)."""
+
+    offset: float | None = None
+    temperature: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.offset is not None:
+            check_range("loss.offset", self.offset, lo=0.0)
+        if self.temperature is not None:
+            check_range("loss.temperature", self.temperature, lo=0.0, lo_inclusive=False)
+
+    def offset_value(self) -> float:
+        return SLL_OFFSET if self.offset is None else self.offset
+
+    def temperature_value(self) -> float:
+        return SLL_TEMPERATURE if self.temperature is None else self.temperature
 
 
 def aol_loss(

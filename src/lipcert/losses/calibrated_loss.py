@@ -32,15 +32,20 @@ with offset 2 delta (two-sided) or delta (one-sided). ``tests/test_calibrated_lo
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from lipcert.bounds import pairwise_row_distances, row_norms
+from lipcert.config_validation import check_range
 from lipcert.run_record import p_from_printed  # the one definition (re-exported here)
+from lipcert.schedules import ScheduleConfig
 from lipcert.tensor_checks import require
 
 __all__ = [
+    "CalibratedLossConfig",
     "NORMALISATIONS",
     "OFFSET_MODES",
     "calibration_scale",
@@ -54,6 +59,42 @@ __all__ = [
 
 NORMALISATIONS = ("pairwise", "per_logit")
 OFFSET_MODES = ("two_sided", "one_sided")
+
+
+@dataclass(frozen=True)
+class CalibratedLossConfig:
+    """The keys of loss ``cll`` in a run's ``loss`` section (CLL supplement table B1 / B4 give their values).
+
+    ``eps`` (margin half-width) and ``p`` (the eq. (5) p, half the value printed in most of table B4 / table 1 /
+    table D5; see :func:`p_from_printed`) are required schedules (a number is a constant); ``beta`` is the K scale
+    of supplement B (None: 1, no scaling), ``delta`` the margin offset of supplement D (None: eps); ``lam``
+    weighs the K(f)^2 regulariser of main eq. (3).  See :func:`calibrated_logits` for the others.
+    """
+
+    eps: ScheduleConfig | None = None
+    p: ScheduleConfig | None = None
+    delta: float | None = None
+    beta: ScheduleConfig | None = None
+    normalisation: Literal["pairwise", "per_logit"] = "pairwise"
+    offset_mode: Literal["two_sided", "one_sided"] = "two_sided"
+    detach_k: bool = True
+    lam: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_range("loss.lam", self.lam, lo=0.0)
+        if self.delta is not None:
+            check_range("loss.delta", self.delta, lo=0.0)
+        if self.eps is None:
+            raise ValueError("loss.eps is required for loss 'cll'")
+        if self.p is None:
+            raise ValueError("loss.p (eq. (5) slack) is required for loss 'cll'")
+        for value in self.p.endpoints():
+            check_range("loss.p", value, lo=0.0, hi=0.5, lo_inclusive=False, hi_inclusive=False)
+        for value in self.eps.endpoints():
+            check_range("loss.eps", value, lo=0.0)
+        if self.beta is not None:
+            for value in self.beta.endpoints():
+                check_range("loss.beta", value, lo=0.0, lo_inclusive=False)
 
 
 def _check_eps(eps: float) -> float:

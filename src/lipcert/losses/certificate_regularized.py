@@ -22,14 +22,28 @@ and ``k_body`` (as in the SOC code, where the LLN weights carry gradient and L i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from lipcert.bounds import pairwise_row_distances
+from lipcert.config_validation import check_range
 from lipcert.losses.calibrated_loss import _check_inputs
 
-__all__ = ["certificate_regularized_loss", "label_certificates"]
+__all__ = ["CertificateRegularizedConfig", "certificate_regularized_loss", "label_certificates"]
+
+
+@dataclass(frozen=True)
+class CertificateRegularizedConfig:
+    """The keys of loss ``certificate_regularized``: ``gamma``, the CR weight (None: 0, the SOC code's default;
+    CLL table B3 sweeps 0.05-0.4)."""
+
+    gamma: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.gamma is not None:
+            check_range("loss.gamma", self.gamma, lo=0.0)
 
 
 def label_certificates(logits: torch.Tensor, targets: torch.Tensor, k_body: torch.Tensor,

@@ -7,13 +7,25 @@ with lam = 0; lam > 0 adds the same K(f)^2 regulariser as CLL's main eq. (3).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from lipcert.config_validation import check_range
 from lipcert.losses.calibrated_loss import _check_inputs, global_lipschitz
 
-__all__ = ["cross_entropy_loss"]
+__all__ = ["CrossEntropyConfig", "cross_entropy_loss"]
+
+
+@dataclass(frozen=True)
+class CrossEntropyConfig:
+    """The keys of loss ``ce``: ``lam`` weighs the K(f)^2 regulariser (main eq. (3)); 0 is Fig. 2a's plain CE."""
+
+    lam: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_range("loss.lam", self.lam, lo=0.0)
 
 
 def cross_entropy_loss(

@@ -11,14 +11,41 @@ its gradient: GloRo trains through the bound (reference_implementation.md sec. 1
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from lipcert.bounds import pairwise_row_distances
+from lipcert.config_validation import check_range
 from lipcert.losses.calibrated_loss import _check_inputs
+from lipcert.schedules import ScheduleConfig
 
-__all__ = ["gloro_bottom_logit", "gloro_loss"]
+__all__ = ["GloroLossConfig", "gloro_bottom_logit", "gloro_loss"]
+
+
+@dataclass(frozen=True)
+class GloroLossConfig:
+    """The keys of loss ``gloro`` in a run's ``loss`` section.
+
+    ``eps``: the certification radius trained for, a required schedule (table B4 ramps it from 0);
+    ``trades_weight``: the TRADES weight schedule (None: plain GloRo; table B4: linear 0.5 -> 20);
+    ``output_scale``: the fixed temperature s = 1/T of CLL supplement D (Fig. D4c).
+    """
+
+    eps: ScheduleConfig | None = None
+    trades_weight: ScheduleConfig | None = None
+    output_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_range("loss.output_scale", self.output_scale, lo=0.0, lo_inclusive=False)
+        if self.eps is None:
+            raise ValueError("loss.eps is required for loss 'gloro'")
+        for value in self.eps.endpoints():
+            check_range("loss.eps", value, lo=0.0)
+        if self.trades_weight is not None:
+            for value in self.trades_weight.endpoints():
+                check_range("loss.trades_weight", value, lo=0.0)
 
 
 def _check_radius(eps: float) -> float:

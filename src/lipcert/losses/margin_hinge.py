@@ -20,15 +20,29 @@ arguments (see :mod:`lipcert.losses`).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
+from lipcert.config_validation import check_range
 from lipcert.losses.calibrated_loss import _check_inputs
 
-__all__ = ["CPL_MARGIN", "margin_hinge_loss"]
+__all__ = ["CPL_MARGIN", "MarginHingeConfig", "margin_hinge_loss"]
 
 #: Default margin of the CPL code (``main.py --margin``).
 CPL_MARGIN: float = 0.7
+
+
+@dataclass(frozen=True)
+class MarginHingeConfig:
+    """The keys of loss ``margin_hinge``: ``margin``, the logit margin m > 0, required (CPL uses :data:`CPL_MARGIN`)."""
+
+    margin: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.margin is None:
+            raise ValueError(f"loss.margin is required for loss 'margin_hinge' (CPL uses {CPL_MARGIN})")
+        check_range("loss.margin", self.margin, lo=0.0, lo_inclusive=False)
 
 
 def margin_hinge_loss(

@@ -1,27 +1,32 @@
-"""The training objectives by name (issue 13, item 1, first step): one entry per loss, no name dispatch elsewhere.
+"""The training objectives by name (issue 13, item 1): one entry per loss, no name dispatch elsewhere.
 
-An entry says how to build the run's loss from its ``LossConfig`` (scheduled values evaluated at the iteration
-t of T, CLL supplement eq. (17)), whether it trains with the differentiable bound K_body, and its K(h∘f) (section
-4.2: 1/sigma_eps(p) for CLL with the K-scale beta, s K(f) for GloRo with output scale s (supplement D), K(f)
-otherwise).  A new loss is its module plus one :func:`register_loss` call, with its own options dataclass
-(``loss.options`` in a params file); the six losses below still keep their options as ``LossConfig`` fields.
+An entry names the loss's own config dataclass (its keys in a run's ``loss`` section, their defaults and their
+validation, defined in the loss's module), says how to build the run's loss from it (scheduled values evaluated
+at the iteration t of T, CLL supplement eq. (17)), whether it trains with the differentiable bound K_body, and
+its K(h∘f) (section 4.2: 1/sigma_eps(p) for CLL with the K-scale beta, s K(f) for GloRo with output scale s
+(supplement D), K(f) otherwise).  A new loss is its module plus one :func:`register_loss` call; its keys are
+written flat in a params file (``loss: {name: my_loss, my_key: 1.0}``) as those of the losses below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from lipcert.config_validation import from_dict
-from lipcert.losses.aol_loss import SLL_OFFSET, SLL_TEMPERATURE, aol_loss
-from lipcert.losses.calibrated_loss import calibrated_loss, calibration_scale
-from lipcert.losses.certificate_regularized import certificate_regularized_loss
-from lipcert.losses.cross_entropy import cross_entropy_loss
-from lipcert.losses.gloro_loss import gloro_loss
-from lipcert.losses.margin_hinge import margin_hinge_loss
+from lipcert.config_validation import from_dict, unknown_key_message
+from lipcert.losses.aol_loss import AOLLossConfig, aol_loss
+from lipcert.losses.calibrated_loss import CalibratedLossConfig, calibrated_loss, calibration_scale
+from lipcert.losses.certificate_regularized import CertificateRegularizedConfig, certificate_regularized_loss
+from lipcert.losses.cross_entropy import CrossEntropyConfig, cross_entropy_loss
+from lipcert.losses.gloro_loss import GloroLossConfig, gloro_loss
+from lipcert.losses.margin_hinge import MarginHingeConfig, margin_hinge_loss
+from lipcert.schedules import ScheduleConfig
 
-__all__ = ["LOSSES", "LossEntry", "build_loss", "calibrated_model_constant", "check_loss_options", "loss_options",
-           "register_loss", "trains_with_bound"]
+__all__ = ["LOSSES", "LossEntry", "build_loss", "calibrated_model_constant", "loss_keys", "loss_settings",
+           "register_loss", "settings_from_mapping", "trains_with_bound"]
 
 # loss(logits, targets, k_body, head_weight, t) -> scalar tensor
 LossFn = Callable[..., object]
@@ -29,84 +34,88 @@ LossFn = Callable[..., object]
 
 @dataclass(frozen=True)
 class LossEntry:
-    """``build(loss_config, T) -> LossFn``; ``uses_bound``: trains with K_body even without a K^2 term;
-    ``model_constant(loss_config, k_f, t, T) -> K(h∘f)``; ``options``: the dataclass of the loss's own options
-    (``loss.options`` in a params file, validated by :func:`lipcert.config_validation.from_dict`; read them in
-    ``build`` with :func:`loss_options`), or None."""
+    """``build(settings, T) -> LossFn``; ``uses_bound``: whether it trains with K_body (a bool, or a function of
+    the settings, e.g. cross-entropy only with a lam K^2 term); ``model_constant(settings, k_f, t, T) -> K(h∘f)``;
+    ``config``: the frozen dataclass of the loss's keys (``settings`` is an instance of it, validated from the
+    run's ``loss`` section by :func:`lipcert.config_validation.from_dict`)."""
 
-    build: Callable[[object, int], LossFn]
-    uses_bound: bool
-    model_constant: Callable[[object, float, int, int], float]
-    options: type | None = None
-
-
-def _value(spec, t: int, total: int, default=None):
-    return spec.spec().value(t, total) if spec is not None else default
+    build: Callable[[Any, int], LossFn]
+    uses_bound: bool | Callable[[Any], bool]
+    model_constant: Callable[[Any, float, int, int], float]
+    config: type
 
 
-def _cll(loss, total: int) -> LossFn:
+def _value(spec: ScheduleConfig | None, t: int, total: int, default=None):
+    return spec.value(t, total) if spec is not None else default
+
+
+def _cll(c: CalibratedLossConfig, total: int) -> LossFn:
     def cll(logits, targets, k_body, head_weight, t):
         return calibrated_loss(
-            logits, targets, k_body, head_weight, eps=_value(loss.eps, t, total), p=_value(loss.p, t, total),
-            delta=loss.delta, beta=_value(loss.beta, t, total, 1.0), normalisation=loss.normalisation,
-            offset_mode=loss.offset_mode, detach_k=loss.detach_k, lam=loss.lam)
+            logits, targets, k_body, head_weight, eps=_value(c.eps, t, total), p=_value(c.p, t, total),
+            delta=c.delta, beta=_value(c.beta, t, total, 1.0), normalisation=c.normalisation,
+            offset_mode=c.offset_mode, detach_k=c.detach_k, lam=c.lam)
     return cll
 
 
-def _gloro(loss, total: int) -> LossFn:
+def _gloro(c: GloroLossConfig, total: int) -> LossFn:
     def gloro(logits, targets, k_body, head_weight, t):
-        return gloro_loss(logits, targets, k_body, head_weight, eps=_value(loss.eps, t, total),
-                          trades_weight=_value(loss.trades_weight, t, total), output_scale=loss.output_scale)
+        return gloro_loss(logits, targets, k_body, head_weight, eps=_value(c.eps, t, total),
+                          trades_weight=_value(c.trades_weight, t, total), output_scale=c.output_scale)
     return gloro
 
 
-def _certificate_regularized(loss, total: int) -> LossFn:
+def _certificate_regularized(c: CertificateRegularizedConfig, total: int) -> LossFn:
     def soc(logits, targets, k_body, head_weight, t):
-        return certificate_regularized_loss(logits, targets, k_body, head_weight, gamma=loss.gamma or 0.0)
+        return certificate_regularized_loss(logits, targets, k_body, head_weight, gamma=c.gamma or 0.0)
     return soc
 
 
-def _margin_hinge(loss, total: int) -> LossFn:
+def _margin_hinge(c: MarginHingeConfig, total: int) -> LossFn:
     def cpl(logits, targets, k_body, head_weight, t):
-        return margin_hinge_loss(logits, targets, k_body, head_weight, margin=loss.margin)
+        return margin_hinge_loss(logits, targets, k_body, head_weight, margin=c.margin)
     return cpl
 
 
-def _aol(loss, total: int) -> LossFn:
-    offset = SLL_OFFSET if loss.offset is None else loss.offset
-    temperature = SLL_TEMPERATURE if loss.temperature is None else loss.temperature
+def _aol(c: AOLLossConfig, total: int) -> LossFn:
+    offset, temperature = c.offset_value(), c.temperature_value()
 
     def aol(logits, targets, k_body, head_weight, t):
         return aol_loss(logits, targets, k_body, head_weight, offset=offset, temperature=temperature)
     return aol
 
 
-def _cross_entropy(loss, total: int) -> LossFn:
+def _cross_entropy(c: CrossEntropyConfig, total: int) -> LossFn:
     def ce(logits, targets, k_body, head_weight, t):
-        return cross_entropy_loss(logits, targets, k_body, head_weight, lam=loss.lam)
+        return cross_entropy_loss(logits, targets, k_body, head_weight, lam=c.lam)
     return ce
 
 
-def _k_f(loss, k_f: float, t: int, total: int) -> float:
+def _with_k_squared(c) -> bool:
+    """A lam K(f)^2 term (main eq. (3)) needs the differentiable bound."""
+    return c.lam > 0
+
+
+def _k_f(c, k_f: float, t: int, total: int) -> float:
     return k_f
 
 
-def _k_hf_gloro(loss, k_f: float, t: int, total: int) -> float:
-    return loss.output_scale * k_f
+def _k_hf_gloro(c: GloroLossConfig, k_f: float, t: int, total: int) -> float:
+    return c.output_scale * k_f
 
 
-def _k_hf_cll(loss, k_f: float, t: int, total: int) -> float:
-    beta = _value(loss.beta, t, total, 1.0)
-    return 1.0 / (calibration_scale(_value(loss.eps, t, total), _value(loss.p, t, total)) * beta)
+def _k_hf_cll(c: CalibratedLossConfig, k_f: float, t: int, total: int) -> float:
+    beta = _value(c.beta, t, total, 1.0)
+    return 1.0 / (calibration_scale(_value(c.eps, t, total), _value(c.p, t, total)) * beta)
 
 
 LOSSES: dict[str, LossEntry] = {
-    "cll": LossEntry(_cll, True, _k_hf_cll),                          # CLL main eqs. (3)-(5), supplement Def. 2
-    "gloro": LossEntry(_gloro, True, _k_hf_gloro),                    # GloRo (+ TRADES), supplement D
-    "ce": LossEntry(_cross_entropy, False, _k_f),                     # cross-entropy (+ lam K^2)
-    "certificate_regularized": LossEntry(_certificate_regularized, False, _k_f),  # SOC
-    "margin_hinge": LossEntry(_margin_hinge, False, _k_f),            # CPL
-    "aol": LossEntry(_aol, False, _k_f),                              # SLL / LBDN
+    "cll": LossEntry(_cll, True, _k_hf_cll, CalibratedLossConfig),          # CLL main eqs. (3)-(5), suppl. Def. 2
+    "gloro": LossEntry(_gloro, True, _k_hf_gloro, GloroLossConfig),         # GloRo (+ TRADES), supplement D
+    "ce": LossEntry(_cross_entropy, _with_k_squared, _k_f, CrossEntropyConfig),  # cross-entropy (+ lam K^2)
+    "certificate_regularized": LossEntry(_certificate_regularized, False, _k_f, CertificateRegularizedConfig),  # SOC
+    "margin_hinge": LossEntry(_margin_hinge, False, _k_f, MarginHingeConfig),  # CPL
+    "aol": LossEntry(_aol, False, _k_f, AOLLossConfig),                     # SLL / LBDN
 }
 
 
@@ -116,12 +125,14 @@ def register_loss(name: str, entry: LossEntry) -> None:
         raise ValueError(f"loss {name!r} is already registered")
     if not isinstance(entry, LossEntry):
         raise TypeError(f"register_loss({name!r}, ...) needs a LossEntry, got {type(entry).__name__}")
+    if not (dataclasses.is_dataclass(entry.config) and isinstance(entry.config, type)):
+        raise TypeError(f"register_loss({name!r}, ...): LossEntry.config must be a dataclass type, got {entry.config!r}")
     LOSSES[name] = entry
 
 
 def _named(name: str) -> LossEntry:
     if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; registered: {sorted(LOSSES)} (lipcert.losses.registry)")
+        raise ValueError(f"loss.name: unknown loss {name!r}; registered: {sorted(LOSSES)} (lipcert.losses.registry)")
     return LOSSES[name]
 
 
@@ -129,38 +140,57 @@ def _entry(loss) -> LossEntry:
     return _named(loss.name)
 
 
-def check_loss_options(name: str, options) -> None:
-    """Raise ValueError naming the problem: an unregistered loss, or options it does not declare or accept."""
-    if name not in LOSSES:
-        raise ValueError(f"loss.name: unknown loss {name!r}; registered: {sorted(LOSSES)} (lipcert.losses.registry)")
-    entry = LOSSES[name]
-    if options is None:
-        if entry.options is not None:
-            from_dict(entry.options, {}, f"loss.options ({name})")  # required options must be given
-        return
-    if entry.options is None:
-        raise ValueError(f"loss.options: loss {name!r} declares no options, got {sorted(options)}")
-    from_dict(entry.options, options, f"loss.options ({name})")
+def loss_keys(name: str) -> tuple[str, ...]:
+    """The keys loss ``name`` declares (the fields of its config dataclass), in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(_named(name).config) if f.init)
 
 
-def loss_options(loss):
-    """The validated options dataclass of the run's loss (its declared defaults where ``loss.options`` is unset)."""
-    entry = _entry(loss)
-    if entry.options is None:
-        raise ValueError(f"loss {loss.name!r} declares no options")
-    return from_dict(entry.options, loss.options or {}, f"loss.options ({loss.name})")
+def _is_schedule(hint) -> bool:
+    return hint is ScheduleConfig or ScheduleConfig in typing.get_args(hint)
+
+
+def settings_from_mapping(name: str, data: Mapping[str, Any], where: str, common_keys: tuple[str, ...] = ()):
+    """Validate the keys of loss ``name`` in ``data`` (its flat ``loss`` section without the ``common_keys``) into its
+    config dataclass.  A number for a schedule field is a constant schedule.  A key the loss does not declare raises
+    ValueError naming the key, the loss, the losses that do declare it and the accepted keys."""
+    config = _named(name).config
+    accepted = loss_keys(name)
+    allowed = sorted({*accepted, *common_keys})
+    for key in data:
+        if key in accepted:
+            continue
+        owners = sorted(n for n in LOSSES if key in loss_keys(n))
+        if owners:
+            whose = f"loss {owners[0]!r}" if len(owners) == 1 else f"losses {owners}"
+            raise ValueError(f"{where}: loss.{key} applies only to {whose}, not {name!r}; "
+                             f"loss {name!r} accepts {allowed}")
+        raise ValueError(unknown_key_message(where, key, allowed, f" for loss {name!r}"))
+    hints = typing.get_type_hints(config)
+    values = {k: ScheduleConfig.from_value(v) if _is_schedule(hints[k]) else v for k, v in data.items()}
+    return from_dict(config, values, where)
+
+
+def loss_settings(name: str, settings=None):
+    """``settings`` checked to be loss ``name``'s config dataclass; None gives its defaults (required keys raise)."""
+    config = _named(name).config
+    if settings is None:
+        return from_dict(config, {}, f"loss ({name})")
+    if not isinstance(settings, config):
+        raise TypeError(f"loss {name!r} takes its settings as {config.__name__}, got {type(settings).__name__}")
+    return settings
 
 
 def build_loss(loss, total_iterations: int) -> LossFn:
     """The run's loss ``f(logits, targets, k_body, head_weight, t)`` with its scheduled values at t of T."""
-    return _entry(loss).build(loss, total_iterations)
+    return _entry(loss).build(loss.settings, total_iterations)
 
 
 def trains_with_bound(loss) -> bool:
     """Whether a training step needs the differentiable K_body (the loss uses it, or a lam K^2 term)."""
-    return _entry(loss).uses_bound or loss.lam > 0
+    uses_bound = _entry(loss).uses_bound
+    return bool(uses_bound(loss.settings) if callable(uses_bound) else uses_bound)
 
 
 def calibrated_model_constant(loss, k_f: float, t: int, total: int) -> float:
     """K(h∘f) of the run's loss at iteration t of T given the converged K(f) (section 4.2)."""
-    return _entry(loss).model_constant(loss, k_f, t, total)
+    return _entry(loss).model_constant(loss.settings, k_f, t, total)

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..power_iteration import SpectralConv2d, SpectralLinear
-from .base import OneLipschitzLayer, parameter_versions
+from .base import OneLipschitzLayer
 
 __all__ = ["CPL_EPSILON", "ConvexPotentialConv2d", "ConvexPotentialLinear", "potential_step_bound"]
 
