@@ -101,7 +101,7 @@ def test_cll_recipes_reproduce_table2_k_hf_and_table_b4(experiment):
 
 
 def test_a_10_class_model_on_cifar100_labels_fails_naming_the_label_range(tmp_path, monkeypatch):
-    """``--set model=CPL-S`` (the CIFAR-10 stand-in) on CIFAR-100 data stops at the first step, not silently."""
+    """``--set model=CPL-S`` (the CIFAR-10 stand-in) on CIFAR-100 data fails before training, naming both sides."""
     from lipcert.data.tensor_data import TensorData
     from lipcert.training import train_run
 
@@ -112,8 +112,10 @@ def test_a_10_class_model_on_cifar100_labels_fails_naming_the_label_range(tmp_pa
     y = torch.arange(40) % 100 + 50  # CIFAR-100 labels 50..89
     data = TensorData(x[:20], y[:20], x[20:], y[20:], domain=(0.0, 1.0), label="generated")
     cfg = run_config_from_params(PARAMS, "cpl", ["model=CPL-S", "epochs=1", "batch_size=10"], seed=1)
-    with pytest.raises(ValueError, match=r"targets must lie in \[0, 9\]"):
+    with pytest.raises(ValueError, match=r"model 'CPL-S' has 10 outputs, but the data \(generated\) has labels up to "
+                                         r"89: use an architecture with 90 classes"):
         train_run(cfg, data, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()  # before any training step
 
 
 @pytest.mark.parametrize("model", ["CPL-XL_cifar100", "SLL-XL_cifar100"])

@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from run_dirs import write_run
 
@@ -92,14 +93,16 @@ def test_run_summary_reads_certify_json_and_marks_collapse(tmp_path):
     params = {"loss": {"name": "cll", "p": {"kind": "constant", "start": 0.01}}, "eval_eps": [0.15]}
     good = write_run(tmp_path / "a", 1, {"clean": 99.0, "cra_0.15": 95.0, "K_f": 4.0, "K_hf": 8.0}, params=params)
     bad = write_run(tmp_path / "b", 2, {"clean": 50.0, "cra_0.15": 0.0, "K_f": 4.0, "K_hf": 8.0}, params=params,
-                    extra={"collapse": {"reason": "loss back at its first-epoch value"}})
+                    extra={"collapse": {"reason": "loss back at its first-epoch value (4.2, then 4.1)"}})
     rows = summarise_runs([Path(good) / "metrics.json", Path(bad) / "metrics.json"])
     assert (rows[0]["clean"], rows[0]["cra"], rows[0]["K_f"], rows[0]["K_hf"]) == pytest.approx((99.0, 95.0, 4.0, 8.0))
-    assert rows[0]["collapse"] == "" and rows[1]["collapse"] == "loss back at its first-epoch value"
+    assert rows[0]["collapse"] == "" and rows[1]["collapse"] == "loss back at its first-epoch value (4.2, then 4.1)"
     write_summary(rows, "ci", "t", tmp_path / "s.csv", tmp_path / "s.md")
+    csv = pd.read_csv(tmp_path / "s.csv")  # the reason's comma is quoted (the notebooks read this CSV)
+    assert csv["collapse"].tolist()[1] == rows[1]["collapse"] and csv["scale"].tolist() == ["ci", "ci"]
     md = (tmp_path / "s.md").read_text()
     assert "| cll | 0.15 | 0.3 | 0.01 | 2 | 50† | 0† |" in md
-    assert "† cll 2eps=0.3 p=0.01 seed 2: 1 of 1 seeds collapsed (seed 2: loss back at its first-epoch value)" in md
+    assert "† cll 2eps=0.3 p=0.01 seed 2: 1 of 1 seeds collapsed (seed 2: loss back at its first-epoch value (4.2, then 4.1))" in md
     (Path(bad) / "certify.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"b/certify\.json' does not exist"):
         summarise_runs([Path(bad) / "metrics.json"])

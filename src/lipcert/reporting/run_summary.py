@@ -12,6 +12,8 @@ with the collapse mark and footnoted. Never imports training code.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import sys
 from pathlib import Path
 
@@ -76,8 +78,11 @@ def write_summary(rows: list[dict], scale: str, title: str, out_csv: Path, out_m
     """Write the rows as CSV (with a ``scale`` column) and Markdown (with the scale in the caption, collapsed runs
     marked and footnoted)."""
     cols = list(rows[0]) + ["scale"]
-    csv_lines = [",".join(cols)] + [",".join(_fmt(r.get(c, scale if c == "scale" else None)) for c in cols) for r in rows]
-    atomic_write_text(out_csv, "\n".join(csv_lines) + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")  # quotes cells with commas (a collapse reason has them)
+    writer.writerow(cols)
+    writer.writerows([_fmt(r.get(c, scale if c == "scale" else None)) for c in cols] for r in rows)
+    atomic_write_text(out_csv, buffer.getvalue())
     caveat = "" if scale == "paper" else (f"\n\n**Built at scale '{scale}'**: fewer epochs / less data than the paper; "
                                           "not comparable with the paper without this caveat.")
     shown = [c for c in cols[:-1] if c not in ("collapse", "retry")]
