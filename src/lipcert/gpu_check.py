@@ -118,6 +118,7 @@ def measure_run(model: str, device: str, epochs: int, train: int, test: int, out
     from .certification import certify_model
     from .data.tensor_data import as_model_input
     from .devices import describe_device, resolve_device
+    from .run_record import read_history
     from .training import train_run
 
     dev = resolve_device(device)
@@ -131,7 +132,7 @@ def measure_run(model: str, device: str, epochs: int, train: int, test: int, out
     wall = time.perf_counter()
     train_run(cfg, data, out_dir, progress=False, device=dev)
     wall = time.perf_counter() - wall
-    history = json.loads((out_dir / "history.json").read_text())
+    history = read_history(out_dir)
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
     # certification of 10 000 images (the test set repeated if smaller), bound already converged
     from .trained_run import load_trained_model

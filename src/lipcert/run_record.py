@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .io_utils import read_json
 
-__all__ = ["finite_number", "string_keyed", "CLEAN_KEY", "COLLAPSE_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY", "METRICS_SCHEMA_VERSION",
+__all__ = ["finite_number", "read_history", "string_keyed", "CLEAN_KEY", "COLLAPSE_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY", "METRICS_SCHEMA_VERSION",
            "PAPER_RADII", "RETRY_KEY", "SEED_KEY", "TIGHTNESS_TOLERANCE", "RunFiles", "collapse_of",
            "collapsed_attempt_dir", "cra_key", "retry_attempt_dir",
            "data_label_of", "final_metrics_path", "metrics_record", "p_from_printed", "param_value", "path_number",
@@ -196,6 +196,22 @@ def metrics_record(metrics: Mapping, params: Mapping, seed: int, wall_time_s: fl
 def _record_path(run_dir_or_file, name: str) -> Path:
     path = Path(run_dir_or_file)
     return path / name if path.is_dir() else path
+
+
+def read_history(run_dir_or_path) -> list[dict]:
+    """The one reader of a run's ``history.json`` (a run directory or the file itself): the per-epoch records the
+    training stage writes (``epoch``, ``loss``; ``clean`` and ``cra_<eps>`` on evaluated epochs). A missing file
+    raises FileNotFoundError naming it; anything but a non-empty list of objects with an ``epoch`` ValueError."""
+    path = _record_path(run_dir_or_path, "history.json")
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} does not exist (the training stage writes it every epoch)")
+    history = read_json(path)
+    if not isinstance(history, list) or not history:
+        raise ValueError(f"{path}: expected a non-empty list of per-epoch objects")
+    for index, entry in enumerate(history):
+        if not isinstance(entry, Mapping) or "epoch" not in entry:
+            raise ValueError(f"{path}: entry {index} must be an object with an 'epoch', got {entry!r}")
+    return history
 
 
 def read_metrics(run_dir_or_path) -> dict:

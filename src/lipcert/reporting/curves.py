@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io_utils import read_json
+from ..run_record import read_history
 
 __all__ = ["plot_history"]
 
@@ -16,9 +16,7 @@ def plot_history(history_json: str | Path, out_png: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    history = read_json(history_json)
-    if not history:
-        raise ValueError(f"{history_json}: empty history")
+    history = read_history(history_json)
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3))
     axes[0].plot(epochs, [h["loss"] for h in history])

@@ -24,13 +24,12 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
 
-from ..io_utils import read_json
-from ..run_record import PAPER_RADII, RunFiles, cra_key, printed_p
+from ..run_record import PAPER_RADII, RunFiles, cra_key, printed_p, read_history
 from .paper_tables import paper_quote, paper_source, read_fig5_paper
 from .records import SCALES, SeedFlags, SeedSummary, check_scale, finite_number, summarise
 from .eps_p_grid import GRID_METRICS, grid_table
@@ -207,12 +206,7 @@ def slack_sweep(run_dirs: Iterable[str | os.PathLike[str]], scale: str, out_stem
 
 def _read_history(run: SweepRun, key: str) -> dict[int, dict[str, float]]:
     path = RunFiles(run.run_dir).history
-    history = read_json(path)
-    if not isinstance(history, list) or not history:
-        raise ValueError(f"{path}: expected a non-empty list of per-epoch objects")
-    for index, entry in enumerate(history):
-        if not isinstance(entry, Mapping) or "epoch" not in entry:
-            raise ValueError(f"{path}: entry {index} must be an object with an 'epoch', got {entry!r}")
+    history = read_history(path)
     if not any(key in entry for entry in history):
         recorded = sorted({k for entry in history for k in entry if str(k).startswith("cra_")})
         raise ValueError(f"{path}: no epoch records {key!r} (recorded CRA keys: {recorded})")
