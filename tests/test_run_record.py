@@ -112,6 +112,29 @@ def test_read_certify_gives_percent_in_the_metrics_key_space(tmp_path):
         read_certify(tmp_path)
 
 
+def test_certify_record_is_the_layout_read_certify_reads(tmp_path):
+    import json
+
+    from lipcert.run_record import certify_record, read_certify
+
+    summary = {"n_samples": 4, "clean_accuracy": 0.75, "certified_accuracy": {"0.15": 0.25}, "global_lipschitz": 3.0,
+               "radius_quantiles": {"0.5": 0.1}}
+    record = certify_record(summary, bound="global", certificate="l2_margin", k_body=2.0, converge_iterations=7,
+                            converge_tol=1e-9, converged=True, data_label="generated", numerics={"device": "cpu"})
+    assert record["bound"] == "global" and record["certificate"] == "l2_margin" and record["radius_quantiles"]
+    assert (record["k_body"], record["converge_iterations"], record["converged"], record["data"]) == (
+        2.0, 7, True, "generated")
+    (tmp_path / "certify.json").write_text(json.dumps(record))
+    assert read_certify(tmp_path) == pytest.approx({"clean": 75.0, cra_key(0.15): 25.0, "K_f": 3.0, "n_samples": 4})
+    with pytest.raises(ValueError, match=r"lacks \['global_lipschitz'\]"):
+        certify_record({k: v for k, v in summary.items() if k != "global_lipschitz"}, bound="global",
+                       certificate="l2_margin", k_body=2.0, converge_iterations=7, converge_tol=1e-9, converged=True,
+                       data_label="", numerics={})
+    with pytest.raises(ValueError, match="k_body must be finite"):
+        certify_record(summary, bound="global", certificate="l2_margin", k_body=float("nan"), converge_iterations=7,
+                       converge_tol=1e-9, converged=True, data_label="", numerics={})
+
+
 def test_retry_of_and_collapse_of_are_tolerant_of_absence_and_strict_on_shape():
     from lipcert.run_record import collapse_of, retry_of
 

@@ -95,7 +95,8 @@ def cmd_certify(args) -> int:
     from .data.tensor_data import as_model_input
     from .devices import describe_device
     from .io_utils import atomic_write_json
-    from .methods import certify_with
+    from .methods import certify_with, resolve_bound_name, resolve_certificate_name
+    from .run_record import certify_record
     from .trained_run import load_trained_model
 
     device = _device(args.device)
@@ -107,10 +108,11 @@ def cmd_certify(args) -> int:
     res = certify_with(model, data.x_test.to(device), data.y_test.to(device), eps, bound=cfg.bound,
                        certificate_name=cfg.certificate, transform=as_model_input)
     out = Path(args.out) if args.out else Path(args.run) / "certify.json"
-    summary = res.summary()
-    summary.update({"k_body": report.k_body, "converge_iterations": report.iterations, "converge_tol": args.tol,
-                    "converged": report.converged, "data": data.label, "numerics": describe_device(device)})
-    atomic_write_json(out, summary)
+    record = certify_record(res.summary(), bound=resolve_bound_name(cfg.bound),
+                            certificate=resolve_certificate_name(cfg.certificate), k_body=report.k_body,
+                            converge_iterations=report.iterations, converge_tol=args.tol, converged=report.converged,
+                            data_label=data.label, numerics=describe_device(device))
+    atomic_write_json(out, record)
     print(f"{out}: clean={100 * res.clean_accuracy:.2f}% " + " ".join(
         f"CRA@{e:.4g}={100 * c:.2f}%" for e, c in zip(res.eps_list, res.certified_accuracy)) + f" K(f)={res.global_lipschitz:.5g}")
     return 0

@@ -25,7 +25,8 @@ import torch
 from .certification import CertificationResult, certification_logits, certify, check_certification_inputs
 
 __all__ = ["BOUND_PROVIDERS", "CERTIFICATES", "BoundProvider", "Certificate", "bound_provider", "certificate",
-           "certify_with", "DEFAULT_BOUND", "DEFAULT_CERTIFICATE", "register_bound_provider", "register_certificate"]
+           "certify_with", "DEFAULT_BOUND", "DEFAULT_CERTIFICATE", "register_bound_provider", "register_certificate",
+           "resolve_bound_name", "resolve_certificate_name"]
 
 DEFAULT_BOUND = "global"
 DEFAULT_CERTIFICATE = "l2_margin"
@@ -78,21 +79,30 @@ def register_certificate(name: str, cert: Certificate) -> None:
     _register(CERTIFICATES, name, cert, Certificate, "certificate")
 
 
-def _lookup(table: dict, name: str | None, default: str, what: str):
-    key = default if name is None else name
-    if key not in table:
-        raise ValueError(f"unknown {what} {key!r}; registered: {sorted(table)} (lipcert.methods)")
-    return table[key]
+def _lookup(table: dict, name: str, what: str):
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; registered: {sorted(table)} (lipcert.methods)")
+    return table[name]
+
+
+def resolve_bound_name(name: str | None) -> str:
+    """The name a run's ``bound`` stands for (None: ``global``)."""
+    return DEFAULT_BOUND if name is None else name
+
+
+def resolve_certificate_name(name: str | None) -> str:
+    """The name a run's ``certificate`` stands for (None: ``l2_margin``)."""
+    return DEFAULT_CERTIFICATE if name is None else name
 
 
 def bound_provider(name: str | None) -> BoundProvider:
     """The registered bound provider (None: ``global``)."""
-    return _lookup(BOUND_PROVIDERS, name, DEFAULT_BOUND, "bound provider")
+    return _lookup(BOUND_PROVIDERS, resolve_bound_name(name), "bound provider")
 
 
 def certificate(name: str | None) -> Certificate:
     """The registered certificate (None: ``l2_margin``)."""
-    return _lookup(CERTIFICATES, name, DEFAULT_CERTIFICATE, "certificate")
+    return _lookup(CERTIFICATES, resolve_certificate_name(name), "certificate")
 
 
 def certify_with(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, eps_list, *,
@@ -103,7 +113,7 @@ def certify_with(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Ten
     check_certification_inputs(inputs, labels, batch_size)
     provider, cert = bound_provider(bound), certificate(certificate_name)
     if provider.per_input and not cert.per_input_constants:
-        raise ValueError(f"certificate {certificate_name or DEFAULT_CERTIFICATE!r} takes global constants, but bound "
+        raise ValueError(f"certificate {resolve_certificate_name(certificate_name)!r} takes global constants, but bound "
                          f"provider {bound!r} gives per-input ones")
     constants = provider.certified_constants(model, inputs)
     return cert.certify(certification_logits(model, inputs, batch_size, transform), labels, constants, eps_list)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .io_utils import read_json
 
-__all__ = ["finite_number", "read_history", "string_keyed", "CLEAN_KEY", "COLLAPSE_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY", "METRICS_SCHEMA_VERSION",
+__all__ = ["CERTIFY_SUMMARY_KEYS", "certify_record", "finite_number", "read_history", "string_keyed", "CLEAN_KEY", "COLLAPSE_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY", "METRICS_SCHEMA_VERSION",
            "PAPER_RADII", "RETRY_KEY", "SEED_KEY", "TIGHTNESS_TOLERANCE", "RunFiles", "collapse_of",
            "collapsed_attempt_dir", "cra_key", "retry_attempt_dir",
            "data_label_of", "final_metrics_path", "metrics_record", "p_from_printed", "param_value", "path_number",
@@ -241,6 +241,26 @@ def data_label_of(record: Mapping) -> str:
     return label if isinstance(label, str) else ""
 
 
+CERTIFY_SUMMARY_KEYS = ("n_samples", "clean_accuracy", "certified_accuracy", "global_lipschitz")
+"""What certify.json must hold from the certification result (fractions; radii as ``f"{eps:.6g}"`` strings)."""
+
+
+def certify_record(summary: Mapping, *, bound: str, certificate: str, k_body: float, converge_iterations: int,
+                   converge_tol: float, converged: bool, data_label: str, numerics: Mapping) -> dict:
+    """The certify.json layout (written by ``python -m lipcert certify``, read by :func:`read_certify`): the
+    certification result's summary (:meth:`lipcert.certification.CertificationResult.summary`: clean accuracy and
+    CRA per radius as fractions, K(f), radius statistics), the bound provider and certificate it used
+    (:mod:`lipcert.methods`), the converged bound (K_body, iterations, tolerance, whether it converged), the data
+    label and the device numerics."""
+    missing = [key for key in CERTIFY_SUMMARY_KEYS if key not in summary]
+    if missing:
+        raise ValueError(f"certify.json: the certification summary lacks {missing}")
+    return {**string_keyed(summary, "certification summary"), "bound": bound, "certificate": certificate,
+            "k_body": finite_number(k_body, "k_body"), "converge_iterations": int(converge_iterations),
+            "converge_tol": finite_number(converge_tol, "converge_tol"), "converged": bool(converged),
+            "data": data_label, "numerics": string_keyed(numerics, "numerics")}
+
+
 def read_certify(run_dir_or_path) -> dict:
     """Read a run's ``certify.json`` (written by ``python -m lipcert certify``, the certification stage).
 
@@ -255,7 +275,7 @@ def read_certify(run_dir_or_path) -> dict:
     record = read_json(path)
     if not isinstance(record, Mapping):
         raise ValueError(f"{path}: expected a JSON object")
-    for key in ("clean_accuracy", "certified_accuracy", "global_lipschitz", "n_samples"):
+    for key in CERTIFY_SUMMARY_KEYS:
         if key not in record:
             raise ValueError(f"{path}: missing key {key!r}")
     if not isinstance(record["certified_accuracy"], Mapping):
