@@ -160,6 +160,13 @@ def _check_resumable(ckpt: dict, cfg: RunConfig, path: Path) -> None:
                            "delete the run directory or use another one")
 
 
+def _check_finished(record: dict, cfg: RunConfig, path: Path) -> None:
+    """RuntimeError unless the finished run recorded in ``path`` was trained with ``cfg`` (its fingerprint)."""
+    if record.get("extra", {}).get("fingerprint") != cfg.fingerprint():
+        raise RuntimeError(f"{path}: finished run has different parameters; "
+                           "delete the run directory or use another one")
+
+
 def _check_classes(model, data: TensorData, model_name: str) -> None:
     """ValueError before any training when the data's labels do not fit the model's outputs (e.g. a 10-class
     architecture on CIFAR-100); one host read of the labels on their own device, once per run."""
@@ -187,9 +194,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     files.root.mkdir(parents=True, exist_ok=True)
     if files.metrics.exists():
         done = read_metrics(files.metrics)
-        if done.get("extra", {}).get("fingerprint") != cfg.fingerprint():
-            raise RuntimeError(f"{files.metrics}: finished run has different parameters; "
-                               "delete the run directory or use another one")
+        _check_finished(done, cfg, files.metrics)
         return done["metrics"]
     torch.set_num_threads(cfg.threads)
     atomic_write_json(files.config, cfg.to_dict())
@@ -397,10 +402,7 @@ def _retried_attempts(files: RunFiles, record: dict, note: dict, cfg: RunConfig)
     if note["requested_seed"] != cfg.seed:
         raise RuntimeError(f"{files.metrics}: finished run was requested with seed {note['requested_seed']}, "
                            f"not {cfg.seed}; delete the run directory or use another one")
-    trained = replace(cfg, seed=note["trained_seed"])
-    if record.get("extra", {}).get("fingerprint") != trained.fingerprint():
-        raise RuntimeError(f"{files.metrics}: finished run has different parameters; "
-                           "delete the run directory or use another one")
+    _check_finished(record, replace(cfg, seed=note["trained_seed"]), files.metrics)
     attempts = note.get("attempts")
     if not isinstance(attempts, list) or not attempts or not all(isinstance(a, dict) for a in attempts) \
             or attempts[-1].get("seed") != note["trained_seed"]:
