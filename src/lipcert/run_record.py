@@ -28,11 +28,12 @@ from pathlib import Path
 
 from .io_utils import read_json
 
-__all__ = ["CERTIFY_SUMMARY_KEYS", "certify_record", "finite_number", "read_history", "string_keyed", "CLEAN_KEY", "COLLAPSE_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY", "METRICS_SCHEMA_VERSION",
-           "PAPER_RADII", "RETRY_KEY", "SEED_KEY", "TIGHTNESS_TOLERANCE", "RunFiles", "collapse_of",
-           "collapsed_attempt_dir", "cra_key", "retry_attempt_dir",
-           "data_label_of", "final_metrics_path", "metrics_record", "p_from_printed", "param_value", "path_number",
-           "printed_p", "read_certify", "read_metrics", "read_tightness", "retry_of", "training_eps_of"]
+__all__ = ["CERTIFY_SUMMARY_KEYS", "CLEAN_KEY", "COLLAPSE_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY",
+           "METRICS_SCHEMA_VERSION", "PAPER_RADII", "RETRY_KEY", "SEED_KEY", "TIGHTNESS_TOLERANCE", "certify_record",
+           "collapse_of", "collapsed_attempt_dir", "cra_key", "data_label_of", "final_metrics_path", "finite_number",
+           "metrics_record", "p_from_printed", "param_value", "path_number", "printed_p", "read_certify",
+           "read_history", "read_metrics", "read_tightness", "retry_attempt_dir", "retry_of", "RunFiles",
+           "string_keyed", "training_eps_of"]
 
 PAPER_RADII: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
 """ℓ2 certification radii of the paper's CRA columns (CLL section 4, Tables 1 and 2)."""
