@@ -15,10 +15,9 @@ rule certify:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         run_dir=input_dir,
     shell:
-        "{params.py} -m lipcert certify --run {params.run_dir} --data {input.data} "
+        "python -m lipcert certify --run {params.run_dir} --data {input.data} "
         "--threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -33,9 +32,8 @@ rule decision_grid:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         run_dir=input_dir,
         resolution=SCALE_CFG["grid_resolution"],
     shell:
-        "{params.py} -m lipcert.decision_grid --run {params.run_dir} --out {output} "
+        "python -m lipcert.decision_grid --run {params.run_dir} --out {output} "
         "--resolution {params.resolution} > {log} 2>&1"

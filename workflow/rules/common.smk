@@ -10,8 +10,12 @@ from lipcert import plan
 
 validate(config, "../schemas/workflow.schema.yaml")
 
-# The interpreter running Snakemake (the project's venv), so jobs never pick up another python.
-PYTHON = sys.executable
+# Rules call plain `python`: the interpreter of the active environment. Under `--sdm conda` that is the rule's
+# conda environment (activated in front of PATH); otherwise it is the one running Snakemake (the project's venv,
+# even when Snakemake was started as .venv/bin/snakemake without activating it): its directory goes first on PATH.
+os.environ["PATH"] = os.pathsep.join(
+    [os.path.dirname(sys.executable), os.environ.get("PATH", "")]
+)
 SCALE = config["scale"]
 ROOT = f"{config['results']}/{SCALE}"
 SCALE_CFG = config["scales"][SCALE]

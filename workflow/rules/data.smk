@@ -10,10 +10,9 @@ rule prepare_data:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         sets=dataset_scale_sets,
     shell:
-        "{params.py} -m lipcert prepare-data --params params/{wildcards.dataset}.yaml {params.sets} "
+        "python -m lipcert prepare-data --params params/{wildcards.dataset}.yaml {params.sets} "
         "--out {output} > {log} 2>&1"
 
 
@@ -26,7 +25,6 @@ rule mlflow_init:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         root=output_dir,
     shell:
-        "{params.py} -m lipcert mlflow-init --results-dir {params.root} --marker {output} > {log} 2>&1"
+        "python -m lipcert mlflow-init --results-dir {params.root} --marker {output} > {log} 2>&1"

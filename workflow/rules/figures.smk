@@ -15,11 +15,10 @@ rule two_moons_figure:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         scale=SCALE,
         ncols=n_columns,
     shell:
-        "{params.py} -m lipcert.reporting.two_moons_figures --npz {input} --out-png {output.png} "
+        "python -m lipcert.reporting.two_moons_figures --npz {input} --out-png {output.png} "
         "--out-pdf {output.pdf} --ncols {params.ncols} --scale {params.scale} > {log} 2>&1"
 
 
@@ -41,7 +40,6 @@ rule fig5_figure:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         scale=SCALE,
         eps_dirs=run_dirs("fig5", "eps"),
         slack_dirs=run_dirs("fig5", "slack"),
@@ -49,9 +47,9 @@ rule fig5_figure:
         eps_stem=lambda wildcards, output: os.path.splitext(output.eps[0])[0],
         slack_stem=lambda wildcards, output: os.path.splitext(output.slack[0])[0],
     shell:
-        "({params.py} -m lipcert.reporting.sweeps eps-sweep --runs {params.eps_dirs} "
+        "(python -m lipcert.reporting.sweeps eps-sweep --runs {params.eps_dirs} "
         "--paper {params.paper} --scale {params.scale} --out {params.eps_stem} && "
-        "{params.py} -m lipcert.reporting.sweeps slack-sweep --runs {params.slack_dirs} "
+        "python -m lipcert.reporting.sweeps slack-sweep --runs {params.slack_dirs} "
         "--scale {params.scale} --out {params.slack_stem}) > {log} 2>&1"
 
 
@@ -66,12 +64,11 @@ rule figD1_figure:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         scale=SCALE,
         dirs=run_dirs("figD1"),
         stem=output_stem,
     shell:
-        "{params.py} -m lipcert.reporting.sweeps curves --runs {params.dirs} --scale {params.scale} "
+        "python -m lipcert.reporting.sweeps curves --runs {params.dirs} --scale {params.scale} "
         "--out {params.stem} > {log} 2>&1"
 
 
@@ -89,16 +86,15 @@ rule figD4_figure:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         scale=SCALE,
         lam_dirs=run_dirs("figD4", "lam"),
         delta_dirs=run_dirs("figD4", "delta"),
         scale_dirs=run_dirs("figD4", "output_scale"),
         stem=lambda wildcards, output: os.path.join(os.path.dirname(output[0]), "figD4"),
     shell:
-        "({params.py} -m lipcert.reporting.sweeps param-sweep --runs {params.lam_dirs} --param loss.lam "
+        "(python -m lipcert.reporting.sweeps param-sweep --runs {params.lam_dirs} --param loss.lam "
         "--scale {params.scale} --out {params.stem}_lambda && "
-        "{params.py} -m lipcert.reporting.sweeps param-sweep --runs {params.delta_dirs} --param loss.delta "
+        "python -m lipcert.reporting.sweeps param-sweep --runs {params.delta_dirs} --param loss.delta "
         "--scale {params.scale} --out {params.stem}_delta && "
-        "{params.py} -m lipcert.reporting.sweeps param-sweep --runs {params.scale_dirs} "
+        "python -m lipcert.reporting.sweeps param-sweep --runs {params.scale_dirs} "
         "--param loss.output_scale --scale {params.scale} --out {params.stem}_temperature) > {log} 2>&1"

@@ -17,10 +17,9 @@ rule render_notebook:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         scale=SCALE,
     shell:
-        "{params.py} -m lipcert.reporting.render_notebook --notebook {input.notebook} "
+        "python -m lipcert.reporting.render_notebook --notebook {input.notebook} "
         "--out-ipynb {output.ipynb} --out-html {output.html} "
         "-p target {wildcards.target} -p table_csv {input.table} -p figure_png {input.figure} -p scale {params.scale} > {log} 2>&1"
 
@@ -40,10 +39,9 @@ rule render_table_notebook:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         scale=SCALE,
     shell:
-        "{params.py} -m lipcert.reporting.render_notebook --notebook {input.notebook} "
+        "python -m lipcert.reporting.render_notebook --notebook {input.notebook} "
         "--out-ipynb {output.ipynb} --out-html {output.html} "
         "-p target {wildcards.tablename} -p table_csv {input.table} -p scale {params.scale} > {log} 2>&1"
 
@@ -63,9 +61,8 @@ rule render_figure_notebook:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         scale=SCALE,
     shell:
-        "{params.py} -m lipcert.reporting.render_notebook --notebook {input.notebook} "
+        "python -m lipcert.reporting.render_notebook --notebook {input.notebook} "
         "--out-ipynb {output.ipynb} --out-html {output.html} "
         "-p target {wildcards.figname} -p table_csv {input.table} -p scale {params.scale} > {log} 2>&1"

@@ -18,11 +18,10 @@ rule run_summary_table:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         scale=SCALE,
         title=target_key("title"),
     shell:
-        "{params.py} -m lipcert.reporting.run_summary --scale {params.scale} --title '{params.title}' "
+        "python -m lipcert.reporting.run_summary --scale {params.scale} --title '{params.title}' "
         "--runs {input.metrics} --out-csv {output.csv} --out-md {output.md} --out-json {output.metrics} > {log} 2>&1"
 
 
@@ -37,10 +36,9 @@ rule table_manifest:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         manifest=manifest_json,
     shell:
-        "{params.py} -m lipcert.reporting.tables write-manifest --json '{params.manifest}' "
+        "python -m lipcert.reporting.tables write-manifest --json '{params.manifest}' "
         "--out {output} > {log} 2>&1"
 
 
@@ -62,12 +60,11 @@ rule paper_table:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         scale=SCALE,
         paper=target_key("paper"),
         stem=output_stem,
     shell:
-        "{params.py} -m lipcert.reporting.tables table --manifest {input.manifest} --paper {params.paper} "
+        "python -m lipcert.reporting.tables table --manifest {input.manifest} --paper {params.paper} "
         "--scale {params.scale} --out {params.stem} > {log} 2>&1"
 
 
@@ -87,13 +84,12 @@ rule per_seed_table:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         scale=SCALE,
         paper=target_key("paper"),
         dataset=target_key("dataset"),
         stem=output_stem,
     shell:
-        "{params.py} -m lipcert.reporting.tables per-seed --manifest {input.manifest} "
+        "python -m lipcert.reporting.tables per-seed --manifest {input.manifest} "
         "--paper {params.paper} --dataset '{params.dataset}' --scale {params.scale} "
         "--out {params.stem} > {log} 2>&1"
 
@@ -110,11 +106,10 @@ rule tableD5_table:
         "../envs/lipcert.yaml"
     threads: 1
     params:
-        py=PYTHON,
         scale=SCALE,
         dirs=run_dirs("tableD5"),
         paper=TARGETS["tableD5"]["paper"],
         stem=output_stem,
     shell:
-        "{params.py} -m lipcert.reporting.sweeps grid-table --runs {params.dirs} "
+        "python -m lipcert.reporting.sweeps grid-table --runs {params.dirs} "
         "--paper {params.paper} --scale {params.scale} --out {params.stem} > {log} 2>&1"

@@ -17,12 +17,11 @@ rule tightness:
     resources:
         gpu=1,
     params:
-        py=PYTHON,
         run_dir=input_dir,
         pairs=SCALE_CFG["tightness"]["pairs"],
         steps=SCALE_CFG["tightness"]["steps"],
     shell:
-        "{params.py} -m lipcert.gpu_lease -- "
-        "{params.py} -m lipcert tightness --run {params.run_dir} --data {input.data} "
+        "python -m lipcert.gpu_lease -- "
+        "python -m lipcert tightness --run {params.run_dir} --data {input.data} "
         "--pairs {params.pairs} --steps {params.steps} --threads {threads} --device auto --out {output} "
         "> {log} 2>&1"

@@ -19,14 +19,13 @@ rule train:
     resources:
         gpu=1,
     params:
-        py=PYTHON,
         root=db_dir,
         sets=train_sets,
         run_dir=output_dir,
         retries=config["retry_collapsed"],
     shell:
-        "{params.py} -m lipcert.gpu_lease -- "
-        "{params.py} -m lipcert train --params params/{wildcards.dataset}.yaml "
+        "python -m lipcert.gpu_lease -- "
+        "python -m lipcert train --params params/{wildcards.dataset}.yaml "
         "--experiment {wildcards.method} --seed {wildcards.seed} {params.sets} "
         "--data {input.data} --out {params.run_dir} --threads {threads} --device auto "
         "--retry-collapsed {params.retries} "
