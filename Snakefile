@@ -1,10 +1,13 @@
 # lipcert: every table and figure of the CLL paper is a target of this workflow.
 #   snakemake fig4 --cores 2                         (two-moons, CPU)
 #   snakemake table2 --cores 8 --resources gpu=4     (target first, then --resources)
-# Settings: params/workflow.yaml (validated against workflow/schemas/workflow.schema.yaml).
+# Settings: params/workflow.yaml (targets, scales) and params/build.yaml (which scale, where results go; also
+# cores and GPUs for DVC), validated against workflow/schemas/workflow.schema.yaml. Local defaults (cores, gpu,
+# show-failed-logs): the workflow profile profiles/default/, loaded automatically.
 
 
 configfile: "params/workflow.yaml"
+configfile: "params/build.yaml"
 
 
 include: "workflow/rules/common.smk"
@@ -15,87 +18,85 @@ include: "workflow/rules/tightness.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/notebooks.smk"
+include: "workflow/rules/run_metrics.smk"
 
 
-# Targets: one rule per table and figure of the paper (their runs: params/workflow.yaml `targets`).
+# Light jobs run where Snakemake runs, never as cluster jobs (profiles/slurm): the MLflow store, run metrics, tables,
+# figures and notebooks.
+localrules:
+    mlflow_init,
+    run_metrics,
+    run_summary_table,
+    table_manifest,
+    paper_table,
+    per_seed_table,
+    tableD5_table,
+    two_moons_figure,
+    fig5_figure,
+    figD1_figure,
+    figD4_figure,
+    render_notebook,
+    render_table_notebook,
+    render_figure_notebook,
+
+
+# Targets: one rule per table and figure of the paper (their runs: params/workflow.yaml `targets`; their files:
+# lipcert.plan.target_outputs, plus the runs' metrics for DVC).
 
 
 rule fig4:
     input:
-        f"{ROOT}/figures/fig4.png",
-        f"{ROOT}/figures/fig4.pdf",
-        f"{ROOT}/tables/fig4.csv",
-        f"{ROOT}/tables/fig4.md",
-        f"{ROOT}/tables/fig4_metrics.json",
-        f"{ROOT}/notebooks/fig4.html",
+        target_files("fig4"),
 
 
 rule figD2:
     input:
-        f"{ROOT}/figures/figD2.png",
-        f"{ROOT}/figures/figD2.pdf",
-        f"{ROOT}/tables/figD2.csv",
-        f"{ROOT}/tables/figD2.md",
-        f"{ROOT}/tables/figD2_metrics.json",
-        f"{ROOT}/notebooks/figD2.html",
+        target_files("figD2"),
 
 
 rule table1:
     input:
-        expand(f"{ROOT}/tables/table1.{{ext}}", ext=["csv", "md", "tex"]),
-        f"{ROOT}/notebooks/table1.html",
+        target_files("table1"),
 
 
 rule table2:
     input:
-        expand(f"{ROOT}/tables/table2.{{ext}}", ext=["csv", "md", "tex"]),
-        f"{ROOT}/notebooks/table2.html",
+        target_files("table2"),
 
 
 rule tableD6:
     input:
-        expand(f"{ROOT}/tables/tableD6.{{ext}}", ext=["csv", "md", "tex"]),
-        f"{ROOT}/notebooks/tableD6.html",
+        target_files("tableD6"),
 
 
 rule tableD7:
     input:
-        expand(f"{ROOT}/tables/tableD7.{{ext}}", ext=["csv", "md", "tex"]),
-        f"{ROOT}/notebooks/tableD7.html",
+        target_files("tableD7"),
 
 
 rule tableD8:
     input:
-        expand(f"{ROOT}/tables/tableD8.{{ext}}", ext=["csv", "md", "tex"]),
-        f"{ROOT}/notebooks/tableD8.html",
+        target_files("tableD8"),
 
 
 rule fig5:
     input:
-        rules.fig5_figure.output,
-        f"{ROOT}/notebooks/fig5_eps_sweep.html",
-        f"{ROOT}/notebooks/fig5_slack_sweep.html",
+        target_files("fig5"),
 
 
 rule figD1:
     input:
-        rules.figD1_figure.output,
-        f"{ROOT}/notebooks/figD1.html",
+        target_files("figD1"),
 
 
 rule tableD5:
     input:
-        rules.tableD5_table.output,
-        f"{ROOT}/notebooks/tableD5.html",
+        target_files("tableD5"),
 
 
 rule figD4:
     input:
-        rules.figD4_figure.output,
-        expand(
-            f"{ROOT}/notebooks/figD4_{{sweep}}.html",
-            sweep=["lambda", "delta", "temperature"],
-        ),
+        target_files("figD4"),
 
 
 rule all:
@@ -108,7 +109,7 @@ rule all:
         rules.tableD6.input,
         rules.tableD7.input,
         rules.tableD8.input,
-        rules.tableD5.input,
         rules.fig5.input,
         rules.figD1.input,
+        rules.tableD5.input,
         rules.figD4.input,

@@ -13,23 +13,62 @@
 
 # %% [markdown]
 # # Paper table or sweep: ours next to the paper's numbers
-# Rendered per target (`snakemake table2`, `snakemake fig5`, ...) with papermill from the target's CSV. Rows
-# whose method is not implemented show the paper's values marked "paper value, not reproduced".
+# Rendered per target (`snakemake table2`, `snakemake fig5`, ...) with papermill from the target's CSV (and its
+# figure, `run_dirs`: its run directories, space-separated). Rows whose method is not implemented show the
+# paper's values marked "paper value, not reproduced". Numbers are shown by the display rule of
+# `lipcert.reporting.display` (accuracies rounded down); the CSV holds the exact values.
 
 # %% tags=["parameters"]
 target = "table2"
 table_csv = "results/paper/tables/table2.csv"
+figure_png = ""
 scale = "paper"
+run_dirs = ""
 
 # %%
-import pandas as pd
-from IPython.display import Markdown, display
+from pathlib import Path
 
-table = pd.read_csv(table_csv)
-display(Markdown(f"## {target} (scale `{scale}`)"))
-if scale != "paper":
-    display(Markdown(f"**Built at scale '{scale}'**: not comparable with the paper without this caveat."))
-display(table)
+import pandas as pd
+from IPython.display import Image, Markdown, display
+
+from lipcert.reporting.claims import check_claims, claims_frame
+from lipcert.reporting.curves import history_frame, history_png
+from lipcert.reporting.records import scale_caveat
+from lipcert.reporting.render import display_frame, markdown_text
+
+table = pd.read_csv(table_csv, keep_default_na=False, na_values=[""])
+display(Markdown(f"## {target}, scale `{scale}`"))
+if scale_caveat(scale):
+    caveat = scale_caveat(scale)
+    display(Markdown(f"**{markdown_text(caveat[0].upper() + caveat[1:])}.** A claim of the paper may fail at this scale; "
+                     "the check below says so rather than hiding it."))
+
+# %% [markdown]
+# ## The paper's claims, checked against our numbers
+
+# %%
+claims = claims_frame(check_claims(target, table))
+counts = claims["result"].value_counts()
+display(Markdown(markdown_text(", ".join(f"{counts.get(r, 0)} {r}" for r in ("pass", "FAIL", "not checked"))
+                               + f" (scale {scale}).")))
+display(claims.style.hide(axis="index").set_properties(**{"text-align": "left"}).map(
+    lambda r: {"pass": "color: darkgreen", "FAIL": "color: firebrick; font-weight: bold"}.get(r, "color: gray"),
+    subset=["result"]))
+
+# %% [markdown]
+# ## Figure
+
+# %%
+if figure_png:
+    display(Image(filename=figure_png))
+else:
+    display(Markdown("A table target: no figure."))
+
+# %% [markdown]
+# ## Table (the target's Markdown report: accuracies in %, rounded down; every column in the CSV)
+
+# %%
+display(Markdown(Path(table_csv).with_suffix(".md").read_text()))
 
 # %% [markdown]
 # ## Differences ours - paper (rows with runs)
@@ -38,6 +77,15 @@ display(table)
 diff_cols = [c for c in table.columns if c.endswith("_diff")]
 if diff_cols and "status" in table:
     built = table[table["status"] != "paper value, not reproduced"]
-    display(built[[c for c in table.columns if not c.endswith(("_n", "_std"))][:4] + diff_cols])
+    display(display_frame(built[[c for c in table.columns if not c.endswith(("_n", "_std"))][:4] + diff_cols]))
 else:
     display(Markdown("No comparable columns in this table."))
+
+# %% [markdown]
+# ## Training curves (history.json of every run)
+
+# %%
+if run_dirs.split():
+    display(Image(data=history_png(history_frame(run_dirs.split()), scale)))
+else:
+    display(Markdown("No runs at this scale."))

@@ -13,29 +13,49 @@
 
 # %% [markdown]
 # # Two-moons analysis (CLL paper Fig. 4 and supplement Fig. D2)
-# Rendered per target by the workflow (`snakemake fig4`, `snakemake figD2`) with papermill; the
-# parameters below are injected.
+# Rendered per target by the workflow (`snakemake fig4`, `snakemake figD2`) with papermill; the parameters below
+# are injected (`run_dirs`: the target's run directories, space-separated). Numbers are shown by the display rule
+# of `lipcert.reporting.display` (accuracies rounded down); the CSV holds the exact values.
 
 # %% tags=["parameters"]
 target = "fig4"
 table_csv = "results/paper/tables/fig4.csv"
 figure_png = "results/paper/figures/fig4.png"
 scale = "paper"
+run_dirs = ""
 
 # %%
+from pathlib import Path
+
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
+from lipcert.reporting.claims import check_claims, claims_frame
+from lipcert.reporting.curves import history_frame, history_png
 from lipcert.reporting.paper_tables import read_sources
-from lipcert.reporting.render import quote_sentence
+from lipcert.reporting.records import scale_caveat
+from lipcert.reporting.render import display_frame, markdown_text, quote_sentence
 
-# the paper's claim for this figure: quoted in params/paper_tables/sources.yaml (the one file of quoted numbers)
+table = pd.read_csv(table_csv, keep_default_na=False, na_values=[""])
 quoted = read_sources()
-display(Markdown(f"**{target}**. " + (quote_sentence(quoted[target]) if target in quoted else "No quoted claim.")))
-if scale != "paper":
-    display(Markdown(f"**Built at scale '{scale}'**: not comparable with the paper without this caveat."))
-table = pd.read_csv(table_csv)
-display(table)
+display(Markdown(f"## {target}, scale `{scale}`"))
+display(Markdown(markdown_text(quote_sentence(quoted[target]) if target in quoted else "No quoted claim.")))
+if scale_caveat(scale):
+    caveat = scale_caveat(scale)
+    display(Markdown(f"**{markdown_text(caveat[0].upper() + caveat[1:])}.** A claim of the paper may fail at this scale; "
+                     "the check below says so rather than hiding it."))
+
+# %% [markdown]
+# ## The paper's claims, checked against our numbers
+
+# %%
+claims = claims_frame(check_claims(target, table))
+counts = claims["result"].value_counts()
+display(Markdown(markdown_text(", ".join(f"{counts.get(r, 0)} {r}" for r in ("pass", "FAIL", "not checked"))
+                               + f" (scale {scale}).")))
+display(claims.style.hide(axis="index").set_properties(**{"text-align": "left"}).map(
+    lambda r: {"pass": "color: darkgreen", "FAIL": "color: firebrick; font-weight: bold"}.get(r, "color: gray"),
+    subset=["result"]))
 
 # %% [markdown]
 # ## Figure
@@ -44,8 +64,21 @@ display(table)
 display(Image(filename=figure_png))
 
 # %% [markdown]
+# ## Runs (the target's Markdown report: one row per run, accuracies in %, rounded down; exact values in the CSV)
+
+# %%
+display(Markdown(Path(table_csv).with_suffix(".md").read_text()))
+
+# %% [markdown]
 # ## Means per configuration
 
 # %%
 keys = [c for c in ("method", "two_eps", "p_eq5") if c in table and table[c].notna().any()]
-display(table.groupby(keys, dropna=False)[["clean", "cra", "K_f", "K_hf"]].mean())
+display(display_frame(table.groupby(keys, dropna=False)[["clean", "cra", "K_f", "K_hf"]].mean().reset_index()))
+
+# %% [markdown]
+# ## Training curves (history.json of every run)
+
+# %%
+history = history_frame(run_dirs.split())
+display(Image(data=history_png(history, scale)))

@@ -53,10 +53,11 @@ def test_table2_marks_the_row_with_a_collapsed_seed_and_notes_the_retry(tmp_path
     assert FOOTNOTE in md and "CIFAR-10 CLL 4C3F: seed 1 retrained as seed 1001 after collapse." in md
     row_4c3f = next(line for line in md.splitlines() if line.startswith("| CIFAR-10 | CLL | 4C3F |"))
     row_6c2f = next(line for line in md.splitlines() if line.startswith("| CIFAR-10 | CLL | 6C2F |"))
-    assert row_4c3f.count("†") == 6 and "50.7 ± 35.2† (77.6)" in row_4c3f  # every metric with runs; not tightness
+    assert row_4c3f.count("†") == 6 and "50.6 ± 35.2† (77.6)" in row_4c3f  # every metric with runs; not tightness
+    # 152 / 3 = 50.67 shows rounded down (an accuracy), its std 35.2 to nearest
     assert "†" not in row_6c2f
     tex = (tmp_path / "t2.tex").read_text()
-    assert "50.7 $\\pm$ 35.2\\textdagger{} (77.6)" in tex and "\\textdagger{} CIFAR-10 CLL 4C3F: 1 of 3 seeds" in tex
+    assert "50.6 $\\pm$ 35.2\\textdagger{} (77.6)" in tex and "\\textdagger{} CIFAR-10 CLL 4C3F: 1 of 3 seeds" in tex
 
 
 def test_per_seed_table_marks_the_collapsed_seed_and_its_block_summary(tmp_path):
@@ -101,8 +102,16 @@ def test_run_summary_reads_certify_json_and_marks_collapse(tmp_path):
     csv = pd.read_csv(tmp_path / "s.csv")  # the reason's comma is quoted (the notebooks read this CSV)
     assert csv["collapse"].tolist()[1] == rows[1]["collapse"] and csv["scale"].tolist() == ["ci", "ci"]
     md = (tmp_path / "s.md").read_text()
-    assert "| cll | 0.15 | 0.3 | 0.01 | 2 | 50† | 0† |" in md
-    assert "† cll 2eps=0.3 p=0.01 seed 2: 1 of 1 seeds collapsed (seed 2: loss back at its first-epoch value (4.2, then 4.1))" in md
+    assert "| cll | 0.15 | 0.3 | 0.01 | 2 | 50.00† | 0.00† |" in md  # accuracies by the display rule (2 places)
+    assert "† cll 2ε=0.3 p=0.01 seed 2: 1 of 1 seeds collapsed (seed 2: loss back at its first-epoch value (4.2, then 4.1))" in md
+    exact = write_run(tmp_path / "c", 3, {"clean": 100.0, "cra_0.15": 99.995, "K_f": 1234.5678901, "K_hf": 8.0},
+                      params=params)
+    rows = summarise_runs([Path(exact) / "metrics.json"])
+    write_summary(rows, "ci", "t", tmp_path / "e.csv", tmp_path / "e.md")
+    on_disk = pd.read_csv(tmp_path / "e.csv")
+    assert on_disk["cra"].iloc[0] == 99.995 and on_disk["K_f"].iloc[0] == 1234.5678901  # exact, not .4g ("100")
+    assert "99.995," in (tmp_path / "e.csv").read_text()
+    assert "| cll | 0.15 | 0.3 | 0.01 | 3 | 100.00 | 99.99 |" in (tmp_path / "e.md").read_text()  # floored, not 100
     (Path(bad) / "certify.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"b/certify\.json' does not exist"):
         summarise_runs([Path(bad) / "metrics.json"])

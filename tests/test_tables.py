@@ -393,3 +393,18 @@ def test_data_label_defaults_to_the_labels_the_runs_recorded(tmp_path: Path) -> 
     bare = three_seed_runs(tmp_path / "bare")
     frame = write_table([{**manifest[0], "runs": bare}], TABLE2, "quick", tmp_path / "b" / "table2")
     assert set(frame["data_label"]) == {""}
+
+
+def test_csv_is_exact_and_the_shown_accuracies_are_rounded_down(tmp_path: Path) -> None:
+    """Issue 14, item 7: a measured 99.995 % is 99.995 in the CSV and 99.9 (never 100.0) in the .md and .tex."""
+    manifest = [{"dataset": "CIFAR-10", "method": "GloRo", "model": "4C3F", "variant": "reproduced",
+                 "runs": [make_run(tmp_path / "g", 1, 99.995, (99.95, 40.0, 24.0), 1234.5678901, 7.3)]}]
+    write_table(manifest, TABLE2, "ci", tmp_path / "table2")
+    on_disk = pd.read_csv(tmp_path / "table2.csv", keep_default_na=False, na_values=[""])
+    row = on_disk[(on_disk["method"] == "GloRo") & (on_disk["model"] == "4C3F")].iloc[0]
+    assert row["clean_ours"] == pytest.approx(99.995, abs=1e-12) and row["K_f_ours"] == 1234.5678901
+    md_row = next(line for line in (tmp_path / "table2.md").read_text().splitlines()
+                  if line.startswith("| CIFAR-10 | GloRo | 4C3F |"))
+    assert "| 99.9 (77.4) | 99.9 (59.6) |" in md_row  # clean 99.995 and CRA 99.95 floored, the paper's as printed
+    assert "| 1234.6 (–) |" in md_row  # K(f) is not an accuracy: rounded to nearest
+    assert "99.9 (77.4) & 99.9 (59.6)" in (tmp_path / "table2.tex").read_text()

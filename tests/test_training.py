@@ -79,6 +79,26 @@ def test_checkpoint_of_other_params_is_refused(tmp_path):
         _run(_cfg(**{"loss.lam": 1e-3}), tmp_path / "r")
 
 
+def test_a_checkpoint_of_other_code_or_params_is_moved_aside_and_the_run_starts_over(tmp_path, capfd):
+    """The workflow passes the training code's digest: a rerun after a code (or params) change never resumes the
+    old checkpoint, and the same code version resumes as before."""
+    cfg = _cfg()
+    full = _run(cfg, tmp_path / "full", code_version="b")
+    _run(cfg, tmp_path / "r", max_epochs_this_call=2, code_version="a")  # an older code version, 2 of 3 epochs
+    rerun = _run(cfg, tmp_path / "r", code_version="b")
+    assert (tmp_path / "r" / "checkpoint.stale.pt").exists()
+    assert "code version a != b" in capfd.readouterr().err
+    assert _strip(rerun) == _strip(full)  # trained from scratch: equal to an uninterrupted run
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["extra"]["code_version"] == "b"
+    _run(cfg, tmp_path / "s", max_epochs_this_call=2, code_version="b")
+    other = _cfg(**{"loss.lam": 1e-3})
+    _run(other, tmp_path / "s", code_version="b")  # other params under the workflow: starts over, no error
+    assert "fingerprint" in capfd.readouterr().err
+    _run(cfg, tmp_path / "t", max_epochs_this_call=2, code_version="b")
+    assert _strip(_run(cfg, tmp_path / "t", code_version="b")) == _strip(full)  # same version: resumed
+    assert not (tmp_path / "t" / "checkpoint.stale.pt").exists()
+
+
 def test_non_finite_loss_names_epoch_and_iteration_and_writes_no_metrics(tmp_path):
     cfg = _cfg("ce")
     d = load_data(cfg.data)
@@ -218,9 +238,13 @@ def test_cli_train_logs_to_mlflow(tmp_path, monkeypatch):
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{results / 'mlflow.db'}")
     exp = client.get_experiment_by_name("two_moons")
-    runs = client.search_runs([exp.experiment_id], filter_string="tags.group = 'ce'")
-    children = [r for r in runs if r.info.run_name.startswith("ce_seed")]
-    assert sorted(r.info.run_name for r in children) == ["ce_seed0", "ce_seed1"]
+    runs = client.search_runs([exp.experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    # one configuration (the same --set overrides, two seeds): one parent, two children named apart
+    assert len(parents) == 1 and len(children) == 2
+    assert sorted(r.info.run_name for r in children) == [f"{parents[0].info.run_name} seed{s}" for s in (0, 1)]
+    assert {r.data.tags["method"] for r in children} == {"ce"}
     run = children[0]
     assert run.data.params["loss.name"] == "ce" and run.data.params["epochs"] == "2"
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 2

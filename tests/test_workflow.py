@@ -1,11 +1,13 @@
-"""The Snakemake workflow: DAG job counts at paper scale, lint/format, an end-to-end ci-scale fig4 run
-(idempotent), and `dvc repro fig4` in a temporary git repository."""
+"""The Snakemake workflow: DAG job counts at paper scale, the profile, lint/format, `--sdm conda`, the data-root
+check, an end-to-end ci-scale fig4 run (idempotent), and `dvc repro fig4` from a fresh clone of a temporary git
+repository, rerunning training after an edit of training code."""
 
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "MPLBACKEND": "Agg", "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
 ENV.pop("MLFLOW_TRACKING_URI", None)
+# the image targets' DAGs check at build time that their data folders exist (lipcert.plan.check_data_root)
+_DATA_ROOT = Path(tempfile.mkdtemp(prefix="lipcert-dry-data-"))
+for _name in ("cifar10", "cifar100", "tiny_imagenet"):
+    (_DATA_ROOT / _name).mkdir()
+ENV["LIPCERT_DATA_ROOT"] = str(_DATA_ROOT)
 
 
 def _run(cmd, cwd=ROOT, timeout=1200):
@@ -97,19 +104,66 @@ def test_bad_config_is_rejected_by_the_schema():
     assert res.returncode != 0 and "huge" in (res.stdout + res.stderr)
 
 
+def test_the_workflow_profile_is_loaded_without_any_flag():
+    """profiles/default/ sets cores, the gpu resource and show-failed-logs: a plain `snakemake fig4 -n` runs."""
+    res = subprocess.run([str(BIN / "snakemake"), "fig4", "-n", "--config", "results=/nonexistent/lipcert-dry-run"],
+                         cwd=ROOT, env=ENV, capture_output=True, text=True)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert "Using workflow specific profile profiles/default" in out
+
+
+_FAKE_CONDA = """#!/bin/sh
+# conda for a dry run on a machine without it: Snakemake only asks for the version, the installation and a setting
+case "$*" in
+  --version) echo "conda 24.7.1" ;;
+  "info --json") echo '%s' ;;
+  "config --get channel_priority --json") echo '{"get": {"channel_priority": "strict"}}' ;;
+  *) echo "fake conda cannot: $*" >&2; exit 1 ;;
+esac
+""" % ('{"conda_version": "24.7.1", "conda_prefix": "/nonexistent/conda", "root_prefix": "/nonexistent/conda", '
+       '"envs_dirs": ["/nonexistent/conda/envs"], "platform": "linux-64", "channels": []}')
+
+
+def test_sdm_conda_runs_the_environments_python(tmp_path, monkeypatch):
+    """Under --sdm conda every rule runs the `python` of its environment, never an absolute interpreter."""
+    (tmp_path / "conda").write_text(_FAKE_CONDA)
+    (tmp_path / "conda").chmod(0o755)
+    monkeypatch.setitem(ENV, "PATH", f"{tmp_path}{os.pathsep}{ENV['PATH']}")
+    out = _dry_run("fig4", "--printshellcmds", "--sdm", "conda", "--conda-frontend", "conda")
+    assert "Conda environment workflow/envs/lipcert.yaml will be created" in out
+    commands = re.findall(r"(\S*python\S*) -m lipcert", out)
+    assert commands and set(commands) == {"python"}, sorted(set(commands))
+    assert sys.executable not in out
+
+
+def test_an_image_target_without_a_data_folder_fails_while_the_dag_is_built(tmp_path):
+    env = {**ENV, "LIPCERT_DATA_ROOT": ""}
+    res = subprocess.run([str(BIN / "snakemake"), "table2", "-n", "--config", f"results={tmp_path}"], cwd=ROOT,
+                         env=env, capture_output=True, text=True)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "params/cifar10.yaml" in out and "LIPCERT_DATA_ROOT" in out and "data.root" in out
+    env["LIPCERT_DATA_ROOT"] = str(tmp_path / "empty")
+    res = subprocess.run([str(BIN / "snakemake"), "table2", "-n", "--config", f"results={tmp_path}"], cwd=ROOT,
+                         env=env, capture_output=True, text=True)
+    assert res.returncode != 0 and f"{tmp_path}/empty/cifar10" in res.stdout + res.stderr
+
+
 def test_lint_and_format():
     assert "good condition" in _run([str(BIN / "snakemake"), "--lint"])
     _run([str(BIN / "snakefmt"), "--check", "Snakefile", "workflow/"])
 
 
 def _copy_project(dst: Path) -> Path:
-    ignore = shutil.ignore_patterns(".venv", "results", ".snakemake", "__pycache__", ".git", "*.egg-info", ".dvc")
+    ignore = shutil.ignore_patterns(".venv", "results", ".snakemake", "__pycache__", ".git", "*.egg-info", "cache",
+                                    "tmp", "data_cache")
     shutil.copytree(ROOT, dst, ignore=ignore)
     return dst
 
 
 def _set_scale(proj: Path, scale: str) -> None:
-    cfg = proj / "params" / "workflow.yaml"
+    cfg = proj / "params" / "build.yaml"
     text, n = re.subn(r"^scale: paper$", f"scale: {scale}", cfg.read_text(), flags=re.M)
     assert n == 1
     cfg.write_text(text)
@@ -142,23 +196,51 @@ def test_fig4_end_to_end_at_ci_scale_is_idempotent(ci_project):
     assert "Nothing to be done" in again
 
 
+def _git(*args, cwd):
+    return _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd)
+
+
 @pytest.mark.slow
-def test_dvc_repro_fig4_in_a_git_repo(tmp_path):
-    proj = _copy_project(tmp_path / "dvcproj")
-    _set_scale(proj, "ci")
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    _run(["git", "init", "-q"], cwd=proj)
-    _run([*git, "add", "-A"], cwd=proj)
-    _run([*git, "commit", "-qm", "init"], cwd=proj)
+def test_dvc_repro_from_a_fresh_clone_reruns_training_after_a_training_code_edit(tmp_path):
+    """A fresh clone (with the committed .dvc/) runs `dvc repro fig4` at ci scale; an edit of training code shows
+    in `dvc status` as the runs stage's change and `dvc repro` retrains; a reporting edit changes only reports."""
+    origin = _copy_project(tmp_path / "origin")
+    assert (origin / ".dvc" / "config").is_file(), ".dvc/ must be committed"
+    _set_scale(origin, "ci")
+    _git("init", "-q", cwd=origin)
+    _git("add", "-A", cwd=origin)
+    _git("commit", "-qm", "init", cwd=origin)
+    clone = tmp_path / "clone"
+    _git("clone", "-q", str(origin), str(clone), cwd=tmp_path)
+    env_before = dict(ENV)
+    # the clone's own code runs (not the checkout the venv has installed), as it would for its user
+    ENV.update(PATH=f"{BIN}{os.pathsep}{ENV['PATH']}", PYTHONPATH=str(clone / "src"))
     dvc = str(BIN / "dvc")
-    _run([dvc, "init", "-q"], cwd=proj)
-    env_path = f"{BIN}{os.pathsep}{ENV['PATH']}"
-    ENV["PATH"] = env_path
-    _run([dvc, "repro", "fig4"], cwd=proj)
-    assert (proj / "results" / "ci" / "figures" / "fig4.png").exists()
-    shown = _run([dvc, "metrics", "show"], cwd=proj)
-    assert "cra" in shown and "clean" in shown
-    assert "didn't change" in _run([dvc, "repro", "fig4"], cwd=proj) or "up to date" in _run([dvc, "status"], cwd=proj)
+    try:
+        first = _run([dvc, "repro", "fig4"], cwd=clone)
+        assert "rule train" in first and (clone / "results" / "ci" / "figures" / "fig4.png").exists()
+        shown = _run([dvc, "metrics", "show"], cwd=clone)
+        assert "cll.two_moons/two_moons/eps0.15_pdefault/base.mean.cra" in shown.replace(" ", "") or "mean.cra" in shown
+        assert "Nothing to be done" in _run([str(BIN / "snakemake"), "fig4", "-n"], cwd=clone)
+
+        training = clone / "src" / "lipcert" / "training.py"
+        training.write_text(training.read_text() + "\n_EDITED_FOR_A_TEST = True\n")
+        status = _run([dvc, "status"], cwd=clone)
+        assert "fig4_runs:" in status and "src/lipcert/training.py" in status
+        second = _run([dvc, "repro", "fig4"], cwd=clone)
+        assert re.search(r"^train\s+8$", second, flags=re.M), second[-3000:]  # every run retrained
+        run = clone / "results" / "ci" / "runs" / "two_moons" / "two_moons" / "cll" / "eps0.15_pdefault" / "base" / "seed0"
+        assert (run / "checkpoint.stale.pt").exists()  # from scratch: the old code's checkpoint was not resumed
+
+        figures = clone / "src" / "lipcert" / "reporting" / "two_moons_figures.py"
+        figures.write_text(figures.read_text() + "\n_EDITED_FOR_A_TEST = True\n")
+        status = _run([dvc, "status"], cwd=clone)
+        assert "fig4:" in status and "fig4_runs:" not in status
+        third = _run([dvc, "repro", "fig4"], cwd=clone)
+        assert "rule two_moons_figure" in third and "rule train" not in third
+    finally:
+        ENV.clear()
+        ENV.update(env_before)
 
 
 @pytest.mark.slow

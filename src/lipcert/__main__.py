@@ -6,12 +6,15 @@ Each sub-command is one task of the pipeline (the Snakemake rules call these):
 * ``certify``: converge the bound of a finished run and certify its test set (CLL supplement C, eq. (18));
 * ``tightness``: empirical lower Lipschitz bound and tightness (supplement C, eqs. (19)-(20));
 * ``demo``: the main job on the embedded default (two-moons, no download).
+
+``train``, ``certify`` and ``tightness`` mirror their numbers into one MLflow run per seed, nested under one
+parent per configuration (:mod:`lipcert.tracking`); ``--no-mlflow`` turns that off, and without MLflow
+installed they warn and run unmirrored.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,14 +22,70 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _tracker(args, cfg, experiment: str, run_name: str):
-    from .tracking import RunTracker, default_tracking_uri
+def _mlflow_enabled(args) -> bool:
+    """Whether a command mirrors into MLflow: not with ``--no-mlflow``, nor (after a warning) without MLflow."""
+    if args.no_mlflow:
+        return False
+    from .tracking import mlflow_available
 
-    enabled = not args.no_mlflow
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(args.results_dir)
-    return RunTracker(experiment, run_name, enabled=enabled, tracking_uri=uri if enabled else None,
-                      group=args.group or run_name.rsplit("_seed", 1)[0],
-                      tags={"model": cfg.model, "loss": cfg.loss.name, "seed": cfg.seed})
+    if not mlflow_available():
+        print("warning: mlflow is not installed here: not logging to MLflow (pass --no-mlflow to silence this)",
+              file=sys.stderr)
+        return False
+    return True
+
+
+def _tracking_uri(args, enabled: bool) -> str | None:
+    """The store a command logs to: ``$MLFLOW_TRACKING_URI``, else ``<results-dir>/mlflow.db``."""
+    from .tracking import default_tracking_uri
+
+    return default_tracking_uri(args.results_dir) if enabled else None
+
+
+def _key_values(pairs: list[str], flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` strings (a repeated flag) as a dict; a malformed one raises ValueError naming ``flag``."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value
+    return out
+
+
+def _train_tracker(args, cfg, data_label: str, out: Path):
+    """The MLflow mirror of one training run: its configuration's parent, its names, params and tags.
+
+    The configuration (:data:`lipcert.tracking.CONFIG_FIELDS`) comes from the workflow's wildcards when passed as
+    ``--tag dataset=... --tag eps=...``, else from the config (variant ``base`` without ``--set``, otherwise
+    ``set-`` and the config's fingerprint less its seed); ``--group`` (default: the configuration key) picks the
+    parent. A run directory that already names a run of this group (an interrupted job) continues that run.
+    """
+    from dataclasses import replace
+
+    from .run_record import DATA_LABEL_KEY
+    from .tracking import (CONFIG_FIELDS, GIT_COMMIT_TAG, SOURCE_NAME_TAG, SOURCE_TYPE_TAG, RunTracker,
+                           child_run_name, config_fields, configuration_key, git_commit, headline_radius,
+                           parent_run_name, recorded_run)
+
+    enabled = _mlflow_enabled(args)
+    extra = _key_values(args.tag, "--tag")
+    params = cfg.to_dict()
+    variant = f"set-{replace(cfg, seed=0).fingerprint()[:8]}" if args.set else "base"
+    fields = config_fields(params, dataset=Path(args.params).stem, method=args.experiment, variant=variant)
+    fields.update({name: extra[name] for name in CONFIG_FIELDS if name in extra})
+    key = configuration_key(fields)
+    group = args.group or key
+    parent_tags = {**fields, **extra}
+    tags = {**parent_tags, "loss": cfg.loss.name, "seed": cfg.seed, DATA_LABEL_KEY: data_label,
+            "run_dir": str(out), GIT_COMMIT_TAG: git_commit(), SOURCE_NAME_TAG: "python -m lipcert train",
+            SOURCE_TYPE_TAG: "LOCAL"}
+    previous = recorded_run(out) if enabled else None
+    return RunTracker(Path(args.params).stem, child_run_name(fields, cfg.seed), enabled=enabled,
+                      tracking_uri=_tracking_uri(args, enabled), group=group,
+                      parent_name=parent_run_name(fields) if group == key else group, parent_tags=parent_tags,
+                      tags=tags, cra_radius=headline_radius(params),
+                      resume_run_id=previous["run_id"] if previous else None)
 
 
 def _device(name: str):
@@ -66,14 +125,15 @@ def cmd_train(args) -> int:
     torch.set_num_threads(cfg.threads)
     data = _run_data(cfg.data, args.data)
     out = Path(args.out)
-    experiment = Path(args.params).stem
-    run_name = f"{args.experiment}_seed{cfg.seed}"
-    with _tracker(args, cfg, experiment, run_name) as tracker:
+    with _train_tracker(args, cfg, data.label, out) as tracker:
         if tracker.enabled:
+            tracker.record(out)
             tracker.log_params(cfg.to_dict())
         metrics = train_with_retries(cfg, data, out, retries=args.retry_collapsed,
-                                     tracker=tracker if tracker.enabled else None, progress=not args.no_progress,
-                                     device=device, deterministic=args.deterministic)
+                                     tracker=tracker if tracker.enabled else None,
+                                     progress=False if args.no_progress else args.progress_every,
+                                     device=device, deterministic=args.deterministic,
+                                     code_version=args.code_version)
         if metrics is not None and tracker.enabled:
             _log_history_figure(out, tracker)
     if metrics is not None:
@@ -113,9 +173,29 @@ def cmd_certify(args) -> int:
                             converge_iterations=report.iterations, converge_tol=args.tol, converged=report.converged,
                             data_label=data.label, numerics=describe_device(device))
     atomic_write_json(out, record)
+    _log_certify(args, cfg, out, report)
     print(f"{out}: clean={100 * res.clean_accuracy:.2f}% " + " ".join(
         f"CRA@{e:.4g}={100 * c:.2f}%" for e, c in zip(res.eps_list, res.certified_accuracy)) + f" K(f)={res.global_lipschitz:.5g}")
     return 0
+
+
+def _log_certify(args, cfg, certify_json: Path, report) -> None:
+    """Mirror a certification into the training run of ``--run`` (``certify/<key>``, run record keys)."""
+    enabled = _mlflow_enabled(args)
+    if not enabled:
+        return
+    from .run_record import cra_key, read_certify
+    from .tracking import headline_radius, log_stage, with_headline_cra
+
+    values = read_certify(certify_json)
+    radius = headline_radius(cfg.to_dict())
+    if cra_key(radius) not in values:  # certified at other radii (--eps): the first of them
+        radius = float(args.eps[0]) if args.eps else radius
+    metrics = {**with_headline_cra(values, radius), "k_body": report.k_body,
+               "converge_iterations": report.iterations}
+    log_stage(args.run, "certify", metrics, enabled=True, tracking_uri=_tracking_uri(args, enabled),
+              tags={"certify.cra_radius": f"{radius:.6g}", "certify.tol": args.tol,
+                    "certify.converged": report.converged})
 
 
 def cmd_tightness(args) -> int:
@@ -147,6 +227,16 @@ def cmd_tightness(args) -> int:
     summary.update({"pairs": n_pairs, "steps": args.steps, "lr": args.lr, "seed": args.seed,
                     "numerics": describe_device(device)})
     atomic_write_json(out, summary)
+    enabled = _mlflow_enabled(args)
+    if enabled:
+        from .run_record import K_F_KEY, K_LOBO_KEY, TIGHTNESS_KEY, read_tightness
+        from .tracking import log_stage
+
+        log_stage(args.run, "tightness", {TIGHTNESS_KEY: read_tightness(out), K_LOBO_KEY: res.lower_bound,
+                                          K_F_KEY: res.global_lipschitz, "elapsed_s": res.elapsed_s},
+                  enabled=True, tracking_uri=_tracking_uri(args, enabled),
+                  tags={"tightness.pairs": n_pairs, "tightness.steps": args.steps, "tightness.lr": args.lr,
+                        "tightness.seed": args.seed})
     print(f"{out}: lower bound={res.lower_bound:.5g} K(f)={res.global_lipschitz:.5g} "
           f"tightness={100 * res.tightness:.1f}% ({res.pair_steps_per_second:.3g} pair-steps/s)")
     return 0
@@ -179,13 +269,17 @@ def cmd_extract_archive(args) -> int:
 
 def cmd_mlflow_init(args) -> int:
     """Create the MLflow store once, before parallel jobs (concurrent first creation races)."""
-    from .tracking import default_tracking_uri, init_tracking
+    from .io_utils import atomic_write_json
+    from .tracking import default_tracking_uri, init_tracking, mlflow_available
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(args.results_dir)
+    uri = default_tracking_uri(args.results_dir)  # $MLFLOW_TRACKING_URI when set
+    if not mlflow_available():  # a machine without MLflow (the GPU machines): the jobs will not log either
+        print(f"warning: mlflow is not installed here: no MLflow store created at {uri}", file=sys.stderr)
+        if args.marker:
+            atomic_write_json(args.marker, {"tracking_uri": None, "note": "mlflow not installed"})
+        return 0
     init_tracking(uri)
     if args.marker:  # a file that stays unchanged while jobs log into the database (Snakemake input)
-        from .io_utils import atomic_write_json
-
         atomic_write_json(args.marker, {"tracking_uri": uri})
     print(f"MLflow store ready: {uri}")
     return 0
@@ -222,10 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lipcert", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p):
-        p.add_argument("--results-dir", default="results", help="results root (MLflow database lives here)")
+    def mlflow_flags(p):
+        p.add_argument("--results-dir", default="results",
+                       help="results root (MLflow database lives here unless $MLFLOW_TRACKING_URI is set)")
         p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
-        p.add_argument("--group", default=None, help="MLflow group (parent run) shared by seeds")
+
+    def common(p):
+        mlflow_flags(p)
+        p.add_argument("--group", default=None,
+                       help="MLflow group (parent run) shared by seeds; default: the configuration key "
+                            "<dataset>/<model>/<method>/eps<eps>_p<p>/<variant>")
+        p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
+                       help="MLflow tag of the run (repeatable), e.g. scale=ci; dataset, model, method, eps, p and "
+                            "variant also name the configuration (the workflow passes its wildcards)")
 
     t = sub.add_parser("train", help="train one run")
     t.add_argument("--params", required=True, help="params YAML file, e.g. params/two_moons.yaml")
@@ -238,7 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default=None, help="prepared data cache (.npz); default: generate from params")
     t.add_argument("--deterministic", action="store_true",
                    help="deterministic GPU kernels (cuDNN deterministic, no autotuning; README 'GPU numerics')")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-progress", action="store_true", help="print no progress lines")
+    t.add_argument("--progress-every", type=int, default=True, metavar="N",  # True: the default N
+                   help="a progress line (epoch/total, loss, K(f), CRA, elapsed, ETA) to stderr every N epochs, plus "
+                        "the first and last epoch (default: the divisor of eval_every giving about 20 lines; "
+                        "lipcert.progress.default_progress_every)")
+    t.add_argument("--code-version", default=None, metavar="DIGEST",
+                   help="the training code's digest (the workflow passes lipcert.provenance.code_digest('train')): "
+                        "recorded with the run; a checkpoint of other code or parameters is moved aside and the run "
+                        "starts over")
     t.add_argument("--retry-collapsed", type=int, default=0, metavar="N",
                    help="retrain a run flagged as collapsed (accuracy at chance, or loss back at its first-epoch "
                         "value) up to N times under seed + 1000 k (default 0: keep it, flagged; lipcert.collapse)")
@@ -253,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--data", default=None, help="prepared data cache (.npz)")
     c.add_argument("--threads", type=int, default=1)
     c.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    mlflow_flags(c)
     c.set_defaults(func=cmd_certify)
 
     k = sub.add_parser("tightness", help="tightness attack on a finished run")
@@ -267,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--data", default=None, help="prepared data cache (.npz)")
     k.add_argument("--threads", type=int, default=1)
     k.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    mlflow_flags(k)
     k.set_defaults(func=cmd_tightness)
 
     pd = sub.add_parser("prepare-data", help="prepare a params file's dataset into a verified cache")

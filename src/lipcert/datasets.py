@@ -5,7 +5,6 @@ Kept apart from :mod:`lipcert.data` (which knows nothing of runs or models).
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -15,27 +14,12 @@ from .data.cifar import load_cifar
 from .data.tensor_data import TensorData, save_cache
 from .data.tiny_imagenet import find_tiny_imagenet_root, load_tiny_imagenet
 from .data.two_moons import make_two_moons_splits
-from .run_config import DataConfig
+from .run_config import DATA_ROOT_ENV, DataConfig, data_root
 
 __all__ = ["DATA_ROOT_ENV", "AUGMENT_GEOMETRY", "data_root", "detect_format", "load_data", "prepare_data_cache"]
 
-DATA_ROOT_ENV = "LIPCERT_DATA_ROOT"
-"""Environment variable with the folder holding one sub-folder per image dataset (``<root>/cifar10`` ...)."""
-
 AUGMENT_GEOMETRY = {"cifar10": (32, 4), "cifar100": (32, 4), "tiny_imagenet": (64, 8)}
 """(image size, crop padding) of the training augmentation (supplement B; reference code: Tiny 64, pad 8)."""
-
-
-def data_root(cfg: DataConfig) -> Path:
-    """The folder an image dataset is read from: ``cfg.root``, else ``$LIPCERT_DATA_ROOT/<name>``."""
-    if cfg.root is not None:
-        return Path(cfg.root).expanduser()
-    base = os.environ.get(DATA_ROOT_ENV)
-    if not base:
-        raise ValueError(f"data.root is not set for dataset {cfg.name!r} and ${DATA_ROOT_ENV} is unset: set "
-                         f"data.root (e.g. --set data.root=/path/to/{cfg.name}) or export {DATA_ROOT_ENV}=/path "
-                         f"with the data in /path/{cfg.name}")
-    return Path(base).expanduser() / cfg.name
 
 
 def detect_format(root: str | Path, name: str = "cifar10") -> str:

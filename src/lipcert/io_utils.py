@@ -1,4 +1,4 @@
-"""Atomic file writes and strict JSON reading for pipeline outputs.
+"""Atomic file writes, strict JSON reading and cached YAML reading for pipeline inputs and outputs.
 
 Every result file (metrics.json, checkpoints, tables) is written to a temporary file in the target's
 directory, flushed and fsynced, then moved over the target with ``os.replace``. A reader therefore sees
@@ -10,6 +10,8 @@ pipeline treat the files, not MLflow, as the source of truth for every reported 
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import json
 import math
 import os
@@ -170,3 +172,23 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         ) from error
     except ValueError as error:
         raise ValueError(f"{str(source)!r} is not strict JSON: {error}") from error
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_yaml(path: str, mtime_ns: int, size: int) -> Any:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when built with it: ~10x faster
+    with open(path, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=loader)
+
+
+def read_yaml(path: str | os.PathLike[str]) -> Any:
+    """A YAML file's content (safe loader; an empty file is None), parsed once per version of the file.
+
+    The workflow plans hundreds of runs from the same few params files; the parse is cached under the file's
+    path, modification time and size, and every call gets its own deep copy, so callers may change it.
+    """
+    resolved = os.path.realpath(path)
+    stat = os.stat(resolved)
+    return copy.deepcopy(_parsed_yaml(resolved, stat.st_mtime_ns, stat.st_size))

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .io_utils import read_yaml
 from .run_config import RunConfig, load_run_config
 
 __all__ = ["deep_merge", "apply_overrides", "load_params_file", "run_config_from_params"]
@@ -84,7 +85,7 @@ def load_params_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"params file not found: {p}")
-    data = yaml.safe_load(p.read_text()) or {}
+    data = read_yaml(p) or {}
     allowed = {"defaults", "experiments", "certify_at_training_eps", "reference"}
     unknown = set(data) - allowed
     if unknown:

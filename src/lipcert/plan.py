@@ -25,6 +25,7 @@ off) says whether the training eps joins the certification radii.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,10 +33,12 @@ from pathlib import Path
 
 import yaml
 
+from .run_config import DATA_ROOT_ENV, data_root
 from .run_record import p_from_printed, path_number
 
-__all__ = ["PlannedRun", "RUN_DIR", "check_targets", "experiments_by_dataset", "run_overrides", "scale_overrides",
-           "table_manifest", "target_runs", "wildcard_patterns"]
+__all__ = ["PlannedRun", "RUN_DIR", "check_data_root", "check_targets", "experiments_by_dataset", "run_overrides",
+           "scale_overrides", "set_job_environment", "table_manifest", "target_kind", "target_outputs", "target_runs",
+           "wildcard_patterns"]
 
 RUN_DIR = "runs/{dataset}/{model}/{method}/eps{eps}_p{p}/{variant}/seed{seed}"
 """A run directory below a scale's results directory (the Snakefile's ``RUN`` wildcard pattern)."""
@@ -44,7 +47,7 @@ VARIANT = re.compile(r"([a-z_]+)([0-9][0-9.e+-]*)")
 """A one-parameter variant's directory name: the loss key, then the value (``lam1e-05``, ``output_scale2``)."""
 
 # params files that hold no experiments
-_NOT_EXPERIMENT_FILES = ("architectures", "workflow")
+_NOT_EXPERIMENT_FILES = ("architectures", "build", "workflow")
 _EVAL_MODES = ("append", "replace", "off")
 
 
@@ -114,6 +117,50 @@ def target_runs(targets: Mapping, target: str, scale: Mapping, group: str | None
     return [run for grid in _grids(spec, group) for run in _grid_runs(grid, scale["seeds"], substitute)]
 
 
+def _figure_files(stem: str) -> tuple[str, ...]:
+    """A sweep figure's files: its data (CSV, Markdown), the figure (PNG, PDF) and its rendered notebook."""
+    return (*(f"figures/{stem}{ext}" for ext in (".csv", ".md", ".png", ".pdf")), f"notebooks/{stem}.html")
+
+
+_KIND_OUTPUTS: Mapping[str, tuple[str, ...]] = {
+    "two_moons": ("figures/{t}.png", "figures/{t}.pdf", "tables/{t}.csv", "tables/{t}.md", "tables/{t}_metrics.json",
+                  "notebooks/{t}.html"),
+    "paper_table": ("tables/{t}.csv", "tables/{t}.md", "tables/{t}.tex", "notebooks/{t}.html"),
+}
+_SWEEP_OUTPUTS: Mapping[str, tuple[str, ...]] = {
+    "fig5": _figure_files("fig5_eps_sweep") + _figure_files("fig5_slack_sweep"),
+    "figD1": _figure_files("figD1"),
+    "figD4": sum((_figure_files(f"figD4_{s}") for s in ("lambda", "delta", "temperature")), ()),
+    "tableD5": ("tables/tableD5.csv", "tables/tableD5.md", "notebooks/tableD5.html"),
+}
+"""The outputs of the targets drawn by their own rules (the sweeps of ``workflow/rules/figures.smk`` and Table D5)."""
+
+
+def target_kind(targets: Mapping, target: str) -> str:
+    """How a target is reported: ``two_moons`` (a panel figure and a run summary: the spec has ``columns``),
+    ``paper_table`` (rows of a paper table, or a per-seed view of one: ``rows`` / ``runs_of``), or ``sweep`` (its own
+    figure rule: Fig. 5, Fig. D1, Fig. D4, Table D5)."""
+    if target not in targets:
+        raise ValueError(f"unknown target {target!r}; params/workflow.yaml has {sorted(targets)}")
+    spec = targets[target]
+    if "columns" in spec:
+        return "two_moons"
+    if "rows" in spec or "runs_of" in spec:
+        return "paper_table"
+    if target in _SWEEP_OUTPUTS:
+        return "sweep"
+    raise ValueError(f"target {target!r} has neither `columns`, `rows` nor `runs_of`, and no figure rule of its own "
+                     f"(lipcert.plan._SWEEP_OUTPUTS has {sorted(_SWEEP_OUTPUTS)})")
+
+
+def target_outputs(targets: Mapping, target: str) -> list[str]:
+    """The files a target builds, relative to a scale's results directory (the Snakefile's target rules and the
+    ``outs`` of its DVC stage)."""
+    kind = target_kind(targets, target)
+    files = _SWEEP_OUTPUTS[target] if kind == "sweep" else _KIND_OUTPUTS[kind]
+    return [f.format(t=target) for f in files]
+
+
 def table_manifest(targets: Mapping, table: str, scale: Mapping, root: str) -> list[dict]:
     """The rows of a paper table with their labels, run directories and planned run count (None: not trained at
     this scale), as ``lipcert.reporting.tables`` reads them."""
@@ -123,6 +170,41 @@ def table_manifest(targets: Mapping, table: str, scale: Mapping, root: str) -> l
         out.append({**{k: row["label"][k] for k in ("dataset", "method", "model", "variant")},
                     "runs": [run.path(root) for run in runs], "planned_runs": len(runs) or None})
     return out
+
+
+def set_job_environment(environ: dict, interpreter: str, mlflow_uri: str = "") -> None:
+    """The environment every job inherits (the Snakefile applies it to ``os.environ`` when it is parsed, locally
+    and inside each cluster job).
+
+    The rules call plain ``python``. Under ``--sdm conda`` the rule's environment is activated in front of PATH and
+    its python wins; otherwise the directory of ``interpreter`` (the python running Snakemake: the project's venv,
+    even when Snakemake was started as ``.venv/bin/snakemake`` without activating it) goes first on PATH.
+    ``mlflow_uri`` (config key, params/build.yaml) becomes ``MLFLOW_TRACKING_URI`` unless that is already set.
+    """
+    environ["PATH"] = os.pathsep.join([os.path.dirname(interpreter), environ.get("PATH", "")])
+    if mlflow_uri and not environ.get("MLFLOW_TRACKING_URI"):
+        environ["MLFLOW_TRACKING_URI"] = mlflow_uri
+
+
+def check_data_root(params_dir: str | Path, dataset: str, overrides: Sequence[str] = ()) -> None:
+    """Fail while the DAG is built, not hours into a run, when a params family reads image data that has no folder:
+    ``data.root`` unset and ``$LIPCERT_DATA_ROOT`` unset (ValueError naming both), or the folder they name missing
+    (FileNotFoundError naming it and where it came from). Generated data (two-moons) needs nothing."""
+    from .params import load_params_file, run_config_from_params
+
+    path = Path(params_dir) / f"{dataset}.yaml"
+    experiment = next(iter(load_params_file(path)["experiments"]))
+    data = run_config_from_params(path, experiment, list(overrides)).data
+    if data.name == "two_moons":
+        return
+    try:
+        root = data_root(data)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    if not root.is_dir():
+        source = "data.root" if data.root is not None else f"${DATA_ROOT_ENV}/{data.name}"
+        raise FileNotFoundError(f"{path}: the {data.name} data folder {root} ({source}) does not exist; put the "
+                                f"dataset there (README, 'Image data') or point {DATA_ROOT_ENV} / data.root at it")
 
 
 def scale_overrides(scale: Mapping, dataset: str) -> list[str]:

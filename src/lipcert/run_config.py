@@ -11,16 +11,19 @@ mappings; a plain number is shorthand for a constant schedule.  Each loss owns i
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import typing
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from .config_validation import check_range, from_dict
 from .run_record import PAPER_RADII
 from .schedules import ScheduleConfig
 
-__all__ = ["DataConfig", "LossConfig", "OptimConfig", "RunConfig", "ScheduleConfig", "load_run_config"]
+__all__ = ["DATA_ROOT_ENV", "DataConfig", "LossConfig", "OptimConfig", "RunConfig", "ScheduleConfig", "data_root",
+           "load_run_config"]
 
 # keys added after runs existed: left out of the fingerprint while unset (old runs keep theirs)
 _ENTER_ONLY_WHEN_SET = (("optim", "lr_reference_batch"), (None, "bound"), (None, "certificate"))
@@ -146,6 +149,10 @@ _FORMATS_BY_DATASET = {
     "tiny_imagenet": ("auto", "tiny_imagenet"),
 }
 _TWO_MOONS_DEFAULTS = {"n_train": 2000, "n_test": 20000, "noise_radius": 0.1, "seed": 0}
+
+
+DATA_ROOT_ENV = "LIPCERT_DATA_ROOT"
+"""Environment variable with the folder holding one sub-folder per image dataset (``<root>/cifar10`` ...)."""
 
 
 @dataclass(frozen=True)
@@ -279,3 +286,15 @@ def load_run_config(data: Mapping[str, Any], where: str = "run config") -> RunCo
     if not isinstance(data, Mapping):
         raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
     return from_dict(RunConfig, data, where)
+
+
+def data_root(cfg: DataConfig) -> Path:
+    """The folder an image dataset is read from: ``cfg.root``, else ``$LIPCERT_DATA_ROOT/<name>``."""
+    if cfg.root is not None:
+        return Path(cfg.root).expanduser()
+    base = os.environ.get(DATA_ROOT_ENV)
+    if not base:
+        raise ValueError(f"data.root is not set for dataset {cfg.name!r} and ${DATA_ROOT_ENV} is unset: set "
+                         f"data.root (e.g. --set data.root=/path/to/{cfg.name}) or export {DATA_ROOT_ENV}=/path "
+                         f"with the data in /path/{cfg.name}")
+    return Path(base).expanduser() / cfg.name

@@ -10,7 +10,8 @@ One definition of each convention that training, certification, tightness, the d
 * :func:`path_number`: how a number is spelled in a run path (``eps0.15``, ``p0.005``, ``lam1e-05``), so that
   ``1`` and ``1.0`` name the same run;
 * :class:`RunFiles`: the files of one run directory;
-* the metric keys (:data:`CLEAN_KEY`, :data:`K_F_KEY`, :data:`K_HF_KEY`, :data:`SEED_KEY`, :data:`DATA_LABEL_KEY`),
+* the metric keys (:data:`CLEAN_KEY`, :data:`CRA_KEY`, :data:`K_F_KEY`, :data:`K_HF_KEY`, :data:`K_LOBO_KEY`,
+  :data:`TIGHTNESS_KEY`, :data:`SEED_KEY`, :data:`DATA_LABEL_KEY`),
   the metrics.json layout (:func:`metrics_record`) and the one reader of each result file: :func:`read_metrics`
   (training), :func:`read_certify` (certification stage), :func:`read_tightness` (supplement C); the run config's
   numbers (:func:`param_value`, :func:`training_eps_of`) and the collapse / retry flags (:func:`collapse_of`,
@@ -28,12 +29,12 @@ from pathlib import Path
 
 from .io_utils import read_json
 
-__all__ = ["CERTIFY_SUMMARY_KEYS", "CLEAN_KEY", "COLLAPSE_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY",
-           "METRICS_SCHEMA_VERSION", "PAPER_RADII", "RETRY_KEY", "SEED_KEY", "TIGHTNESS_TOLERANCE", "certify_record",
-           "collapse_of", "collapsed_attempt_dir", "cra_key", "data_label_of", "final_metrics_path", "finite_number",
-           "metrics_record", "p_from_printed", "param_value", "path_number", "printed_p", "read_certify",
-           "read_history", "read_metrics", "read_tightness", "retry_attempt_dir", "retry_of", "RunFiles",
-           "string_keyed", "training_eps_of"]
+__all__ = ["CERTIFY_SUMMARY_KEYS", "CLEAN_KEY", "COLLAPSE_KEY", "CRA_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY",
+           "K_LOBO_KEY", "METRICS_SCHEMA_VERSION", "PAPER_RADII", "RETRY_KEY", "SEED_KEY", "TIGHTNESS_KEY",
+           "TIGHTNESS_TOLERANCE", "certify_record", "collapse_of", "collapsed_attempt_dir", "cra_key",
+           "data_label_of", "final_metrics_path", "finite_number", "headline_radius", "metrics_record",
+           "p_from_printed", "param_value", "path_number", "printed_p", "read_certify", "read_history", "read_metrics", "read_tightness",
+           "retry_attempt_dir", "retry_of", "RunFiles", "string_keyed", "training_eps_of"]
 
 PAPER_RADII: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
 """ℓ2 certification radii of the paper's CRA columns (CLL section 4, Tables 1 and 2)."""
@@ -130,6 +131,17 @@ K_F_KEY = "K_f"
 
 K_HF_KEY = "K_hf"
 """K(h∘f): K(f) composed with the loss non-linearity, 1/σ_ε(p) for CLL (section 3.3); a training-stage number."""
+
+CRA_KEY = "cra"
+"""The CRA in % at a run's headline radius (its training ε when certified there, else its first radius): one
+column across runs whose radii differ, beside the per-radius :func:`cra_key` keys (the MLflow mirror logs it)."""
+
+K_LOBO_KEY = "K_lobo"
+"""The empirical lower Lipschitz bound of the tightness attack (supplement C, eq. (19); ``lower_bound`` in
+tightness.json)."""
+
+TIGHTNESS_KEY = "tightness"
+"""Tightness in %: K_lobo / K(f) (supplement C, eq. (20); a fraction under this key in tightness.json)."""
 
 SEED_KEY = "seed"
 """Top-level key of metrics.json: the seed the run was trained with."""
@@ -344,6 +356,20 @@ def training_eps_of(params: Mapping, where: str) -> float:
     if spec is None:
         raise ValueError(f"{where}: params.loss.eps is not set; the training ε is needed")
     return finite_number(spec, f"{where}: params.loss.eps")
+
+
+def headline_radius(params: Mapping) -> float:
+    """The radius of a run's headline CRA (:data:`CRA_KEY`; the progress lines, MLflow's ``cra`` and the DVC run
+    metrics): its training eps when the run is certified there (``eval_eps`` holds it, compared as :func:`cra_key`
+    spells it), else its first certification radius. A config without ``eval_eps`` raises ValueError."""
+    radii = [float(radius) for radius in params.get("eval_eps") or ()]
+    if not radii:
+        raise ValueError("the run config has no eval_eps (certification radii)")
+    try:
+        eps = training_eps_of(params, "run config")
+    except ValueError:  # a method without a training eps (cross-entropy, the 1-Lipschitz recipes)
+        return radii[0]
+    return eps if any(cra_key(radius) == cra_key(eps) for radius in radii) else radii[0]
 
 
 COLLAPSE_KEY = "collapse"

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .methods import bound_provider, certify_with
+from .progress import eta_seconds, is_progress_epoch, progress_every, progress_line, start_line
 from .data.tensor_data import TensorData, as_model_input
 from .devices import describe_device, resolve_device, set_deterministic
 from .io_utils import atomic_torch_save, atomic_write_bytes, atomic_write_json
@@ -36,7 +37,7 @@ from .models import LipschitzClassifier, build_model
 from .run_config import RunConfig
 from .collapse import collapse_reason, retry_seed
 from .run_record import (COLLAPSE_KEY, RETRY_KEY, RunFiles, collapse_of, collapsed_attempt_dir, cra_key, read_metrics,
-                         final_metrics_path, retry_attempt_dir, retry_of)
+                         final_metrics_path, headline_radius, retry_attempt_dir, retry_of)
 from .trained_run import load_trained_model  # re-exported: finished runs load without this module
 from .schedules import piecewise_linear_lr, step_decay_lr
 
@@ -177,17 +178,48 @@ def _check_classes(model, data: TensorData, model_name: str) -> None:
                          f"{top}: use an architecture with {top + 1} classes (params/architectures.yaml)")
 
 
-def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=None, progress: bool = True,
+def _discard_stale_checkpoint(ckpt: dict, cfg: RunConfig, code_version: str, path: Path) -> bool:
+    """Move a checkpoint aside (``checkpoint.stale.pt``) when it was written by other code or for other parameters
+    than this run's, so the run starts over instead of resuming a result it would not compute now. True if moved.
+
+    The workflow reruns a training job exactly when the code it runs or the run's config changed
+    (``lipcert.provenance``); resuming the old checkpoint then would record stale numbers as fresh ones."""
+    reasons = []
+    if ckpt.get("code_version") != code_version:
+        reasons.append(f"code version {ckpt.get('code_version')} != {code_version}")
+    if ckpt.get("fingerprint") != cfg.fingerprint():
+        reasons.append(f"fingerprint {ckpt.get('fingerprint')} != {cfg.fingerprint()}")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        reasons.append(f"checkpoint version {ckpt.get('version')} != {CHECKPOINT_VERSION}")
+    if not reasons:
+        return False
+    path.replace(path.with_name("checkpoint.stale.pt"))
+    print(f"{path}: written by other code or parameters ({'; '.join(reasons)}): moved to checkpoint.stale.pt, "
+          f"training starts over", file=sys.stderr, flush=True)
+    return True
+
+
+def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=None, progress: bool | int = True,
               max_epochs_this_call: int | None = None, device: str | torch.device = "cpu",
-              deterministic: bool = False) -> dict | None:
+              deterministic: bool = False, code_version: str | None = None) -> dict | None:
     """Train (or resume, or return the finished result of) one run in ``out_dir``.
 
     Returns the final metrics dict, or None when ``max_epochs_this_call`` stopped the run early (the
     checkpoint then allows resuming).  ``tracker`` is an entered :class:`lipcert.tracking.RunTracker`
     (or None).  Raises :class:`NonFiniteLossError` on a NaN/inf loss after writing ``failed.json``.
+
+    ``progress`` says how often plain progress lines (:mod:`lipcert.progress`) go to stderr, flushed: True, a line
+    every :func:`lipcert.progress.default_progress_every` epochs; a positive integer N, every N epochs; False,
+    none.  A first line says whether the run starts or resumes from its checkpoint.
+
+    ``code_version`` (the workflow passes the digest of the training code, :func:`lipcert.provenance.code_digest`) is
+    recorded in the checkpoint and in ``metrics.json`` (``extra.code_version``); a checkpoint of another code version
+    or other parameters is then moved aside and the run starts over. Without it a checkpoint of other parameters is
+    an error, as a run directory reused by hand should be.
     """
     from .tracking import write_metrics  # light import; MLflow is only touched through ``tracker``
 
+    every = progress_every(progress, cfg.epochs, cfg.eval_every)
     device = resolve_device(device)
     set_deterministic(deterministic)
     files = RunFiles(Path(out_dir))
@@ -214,8 +246,12 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     provider = bound_provider(cfg.bound)
     start_epoch, iteration, history, elapsed = 0, 0, [], 0.0
 
+    ckpt = None
     if files.checkpoint.exists():
         ckpt = torch.load(files.checkpoint, map_location=device, weights_only=False)
+        if code_version is not None and _discard_stale_checkpoint(ckpt, cfg, code_version, files.checkpoint):
+            ckpt = None
+    if ckpt is not None:
         _check_resumable(ckpt, cfg, files.checkpoint)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -227,8 +263,10 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     # stored inputs stay as they are (uint8 images: 1 byte per value); the model sees as_model_input(x)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device), data.y_test.to(device)
-    bar = _progress(cfg.epochs, start_epoch, progress)
-    epochs_done_now = 0
+    radius = _progress_radius(cfg)
+    if every is not None:
+        print(start_line(start_epoch, cfg.epochs, every), file=sys.stderr, flush=True)
+    epochs_done_now, process_t0 = 0, time.perf_counter()
     try:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -297,19 +335,19 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
                 "version": CHECKPOINT_VERSION, "fingerprint": cfg.fingerprint(), "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "order_rng": order.get_state(), "augment_rng": aug_gen.get_state(),
                 "rng": _rng_state(), "epoch": epoch + 1, "iteration": iteration, "history": history,
-                "elapsed": elapsed}, files.checkpoint)
+                "elapsed": elapsed, "code_version": code_version}, files.checkpoint)
             if tracker is not None:
                 tracker.log_epoch(epoch + 1, {k: v for k, v in entry.items() if k != "epoch"})
-            _update_progress(bar, entry, cfg)
             epochs_done_now += 1
+            if every is not None and is_progress_epoch(epoch + 1, cfg.epochs, every, epochs_done_now == 1):
+                eta = eta_seconds(time.perf_counter() - process_t0, epochs_done_now, cfg.epochs - epoch - 1)
+                print(progress_line(epoch + 1, cfg.epochs, entry["loss"], entry["K_f"], radius,
+                                    entry.get(cra_key(radius)), elapsed, eta), file=sys.stderr, flush=True)
             if max_epochs_this_call is not None and epochs_done_now >= max_epochs_this_call and not last:
                 return None
     except NonFiniteLossError as err:
         atomic_write_json(files.failed, {"error": str(err), "history": history})
         raise
-    finally:
-        if bar is not None:
-            bar.close()
 
     final = dict(history[-1])
     atomic_torch_save(model.state_dict(), files.model)
@@ -321,7 +359,8 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     record = write_metrics(files.metrics, final, cfg.to_dict(), cfg.seed, elapsed,
                            extra={"fingerprint": cfg.fingerprint(), "data": data.label,
                                   "iterations_per_epoch": iters_per_epoch, "numerics": describe_device(device),
-                                  COLLAPSE_KEY: collapse})
+                                  COLLAPSE_KEY: collapse,
+                                  **({"code_version": code_version} if code_version is not None else {})})
     if files.failed.exists():
         files.failed.unlink()
     if tracker is not None:
@@ -330,23 +369,9 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     return record["metrics"]
 
 
-def _progress(total: int, initial: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc="epochs", unit="ep", dynamic_ncols=True, mininterval=1.0)
-
-
-def _update_progress(bar, entry: dict, cfg: RunConfig) -> None:
-    if bar is None:
-        return
-    post = {"loss": f"{entry['loss']:.4g}", "K": f"{entry['K_f']:.4g}"}
-    if "clean" in entry:
-        post["acc"] = f"{entry['clean']:.1f}"
-        post["cra"] = f"{entry[cra_key(cfg.eval_eps[0])]:.1f}"
-    bar.set_postfix(post, refresh=False)
-    bar.update(1)
+def _progress_radius(cfg: RunConfig) -> float:
+    """The radius of the CRA in the progress lines: the run's headline radius (:func:`lipcert.run_record.headline_radius`)."""
+    return headline_radius(cfg.to_dict())
 
 
 # --- retries of collapsed runs (issue 13, item 5): orchestration around train_run, outside its epoch loop ---------

@@ -5,6 +5,7 @@ rule certify:
     input:
         metrics=f"{RUN}/metrics.json",
         data=f"{ROOT}/data/{{dataset}}.npz",
+        db=f"{ROOT}/mlflow.ready",
     output:
         f"{RUN}/certify.json",
     log:
@@ -15,10 +16,12 @@ rule certify:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("certify"),
         run_dir=input_dir,
+        root=db_dir,
     shell:
         "python -m lipcert certify --run {params.run_dir} --data {input.data} "
-        "--threads {threads} --out {output} > {log} 2>&1"
+        "--threads {threads} --out {output} --results-dir {params.root} > {log} 2>&1"
 
 
 rule decision_grid:
@@ -32,6 +35,7 @@ rule decision_grid:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("decision_grid"),
         run_dir=input_dir,
         resolution=SCALE_CFG["grid_resolution"],
     shell:

@@ -6,16 +6,14 @@ import sys
 
 from snakemake.utils import validate
 
-from lipcert import plan
+from lipcert import plan, provenance
+from lipcert.params import run_config_from_params
 
 validate(config, "../schemas/workflow.schema.yaml")
 
-# Rules call plain `python`: the interpreter of the active environment. Under `--sdm conda` that is the rule's
-# conda environment (activated in front of PATH); otherwise it is the one running Snakemake (the project's venv,
-# even when Snakemake was started as .venv/bin/snakemake without activating it): its directory goes first on PATH.
-os.environ["PATH"] = os.pathsep.join(
-    [os.path.dirname(sys.executable), os.environ.get("PATH", "")]
-)
+# Rules call plain `python`, the interpreter of the active environment (under `--sdm conda` the rule's conda
+# environment; else the one running Snakemake), and log into config `mlflow_uri` when set (lipcert.plan).
+plan.set_job_environment(os.environ, sys.executable, config.get("mlflow_uri", ""))
 SCALE = config["scale"]
 ROOT = f"{config['results']}/{SCALE}"
 SCALE_CFG = config["scales"][SCALE]
@@ -28,6 +26,19 @@ BENCH = f"{ROOT}/benchmarks"
 # a bad grid fails here, naming its target; the wildcards' names come from the params files
 plan.check_targets(TARGETS, config["scales"], "params")
 NAMES = plan.wildcard_patterns("params")
+
+
+def code_version(stage):
+    """Params value: digest of the code a rule's stage runs (lipcert.provenance), so a code change reruns it."""
+    return provenance.code_digest(stage)
+
+
+def target_files(target):
+    """A target rule's inputs: the files it builds (lipcert.plan.target_outputs) and its runs' metrics (DVC)."""
+    runs_of = TARGETS[target].get("runs_of", target)
+    return [f"{ROOT}/{f}" for f in plan.target_outputs(TARGETS, target)] + [
+        f"{ROOT}/metrics/{runs_of}.json"
+    ]
 
 
 def targets_with(key):
@@ -59,9 +70,25 @@ def train_sets(wildcards):
     return set_args(plan.scale_overrides(SCALE_CFG, w.dataset) + run)
 
 
+def run_config_digest(wildcards):
+    """Params function: the fingerprint of a run's resolved config (params file, scale, axes and seed), so an
+    edit of a params file reruns exactly the runs whose configuration it changes."""
+    w = wildcards
+    sets = plan.scale_overrides(SCALE_CFG, w.dataset) + plan.run_overrides(
+        "params", w.dataset, w.model, w.method, w.eps, w.p, w.variant
+    )
+    return run_config_from_params(
+        f"params/{w.dataset}.yaml", w.method, sets, seed=int(w.seed)
+    ).fingerprint()
+
+
 def dataset_scale_sets(wildcards):
-    """The scale's overrides of the dataset's params family (for data preparation)."""
-    return set_args(plan.scale_overrides(SCALE_CFG, wildcards.dataset))
+    """The scale's overrides of the dataset's params family (for data preparation); an image dataset without a
+    data folder fails here, while the DAG is built (lipcert.plan.check_data_root names the variable to set).
+    """
+    overrides = plan.scale_overrides(SCALE_CFG, wildcards.dataset)
+    plan.check_data_root("params", wildcards.dataset, overrides)
+    return set_args(overrides)
 
 
 def planned(target, group):
@@ -124,3 +151,19 @@ def db_dir(wildcards, input):
 def output_stem(wildcards, output):
     """The first output's path without its extension (the common stem of a table's .csv/.md/.tex)."""
     return os.path.splitext(output[0])[0]
+
+
+# MLflow
+
+
+def mlflow_train_args(wildcards):
+    """A train job's MLflow arguments: `--group` its configuration key (the run key less its seed directory: all seeds of
+    one configuration share a parent run) and `--tag` the scale and the configuration's wildcards.
+    """
+    fields = {
+        name: getattr(wildcards, name)
+        for name in ("dataset", "model", "method", "eps", "p", "variant")
+    }
+    config_key = os.path.dirname(RUN_KEY).format(**fields)  # RUN_KEY ends in seed{seed}
+    tags = [f"scale={SCALE}"] + [f"{name}={value}" for name, value in fields.items()]
+    return f"--group '{config_key}' " + " ".join(f"--tag '{tag}'" for tag in tags)

@@ -10,6 +10,7 @@ rule prepare_data:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("data"),
         sets=dataset_scale_sets,
     shell:
         "python -m lipcert prepare-data --params params/{wildcards.dataset}.yaml {params.sets} "

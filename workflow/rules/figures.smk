@@ -5,8 +5,18 @@ rule two_moons_figure:
     input:
         run_files("decision_grid.npz"),
     output:
-        png=f"{ROOT}/figures/{{target}}.png",
-        pdf=f"{ROOT}/figures/{{target}}.pdf",
+        png=report(
+            f"{ROOT}/figures/{{target}}.png",
+            caption="../report/two_moons_figure.rst",
+            category="{target}",
+            subcategory="figure",
+        ),
+        pdf=report(
+            f"{ROOT}/figures/{{target}}.pdf",
+            caption="../report/figure_pdf.rst",
+            category="{target}",
+            subcategory="figure",
+        ),
     log:
         f"{LOGS}/figures/{{target}}.log",
     wildcard_constraints:
@@ -15,6 +25,7 @@ rule two_moons_figure:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("two_moons_figures"),
         scale=SCALE,
         ncols=n_columns,
     shell:
@@ -30,16 +41,31 @@ rule fig5_figure:
         slack_metrics=run_files("metrics.json", "fig5", "slack"),
         slack_certify=run_files("certify.json", "fig5", "slack"),
     output:
-        eps=multiext(f"{ROOT}/figures/fig5_eps_sweep", ".csv", ".md", ".png", ".pdf"),
-        slack=multiext(
-            f"{ROOT}/figures/fig5_slack_sweep", ".csv", ".md", ".png", ".pdf"
-        ),
+        eps=[
+            *report(
+                multiext(f"{ROOT}/figures/fig5_eps_sweep", ".png", ".pdf", ".csv"),
+                caption="../report/fig5_eps_sweep.rst",
+                category="fig5",
+                subcategory="figure",
+            ),
+            f"{ROOT}/figures/fig5_eps_sweep.md",
+        ],
+        slack=[
+            *report(
+                multiext(f"{ROOT}/figures/fig5_slack_sweep", ".png", ".pdf", ".csv"),
+                caption="../report/fig5_slack_sweep.rst",
+                category="fig5",
+                subcategory="figure",
+            ),
+            f"{ROOT}/figures/fig5_slack_sweep.md",
+        ],
     log:
         f"{LOGS}/figures/fig5.log",
     conda:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("sweeps"),
         scale=SCALE,
         eps_dirs=run_dirs("fig5", "eps"),
         slack_dirs=run_dirs("fig5", "slack"),
@@ -57,13 +83,22 @@ rule figD1_figure:
     input:
         run_files("metrics.json", "figD1"),
     output:
-        multiext(f"{ROOT}/figures/figD1", ".csv", ".md", ".png", ".pdf"),
+        [
+            *report(
+                multiext(f"{ROOT}/figures/figD1", ".png", ".pdf", ".csv"),
+                caption="../report/figD1.rst",
+                category="figD1",
+                subcategory="figure",
+            ),
+            f"{ROOT}/figures/figD1.md",
+        ],
     log:
         f"{LOGS}/figures/figD1.log",
     conda:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("sweeps"),
         scale=SCALE,
         dirs=run_dirs("figD1"),
         stem=output_stem,
@@ -77,15 +112,40 @@ rule figD4_figure:
         metrics=run_files("metrics.json", "figD4"),
         certify=run_files("certify.json", "figD4"),
     output:
-        multiext(f"{ROOT}/figures/figD4_lambda", ".csv", ".md", ".png", ".pdf"),
-        multiext(f"{ROOT}/figures/figD4_delta", ".csv", ".md", ".png", ".pdf"),
-        multiext(f"{ROOT}/figures/figD4_temperature", ".csv", ".md", ".png", ".pdf"),
+        [
+            *report(
+                multiext(f"{ROOT}/figures/figD4_lambda", ".png", ".pdf", ".csv"),
+                caption="../report/figD4.rst",
+                category="figD4",
+                subcategory="figure",
+            ),
+            f"{ROOT}/figures/figD4_lambda.md",
+        ],
+        [
+            *report(
+                multiext(f"{ROOT}/figures/figD4_delta", ".png", ".pdf", ".csv"),
+                caption="../report/figD4.rst",
+                category="figD4",
+                subcategory="figure",
+            ),
+            f"{ROOT}/figures/figD4_delta.md",
+        ],
+        [
+            *report(
+                multiext(f"{ROOT}/figures/figD4_temperature", ".png", ".pdf", ".csv"),
+                caption="../report/figD4.rst",
+                category="figD4",
+                subcategory="figure",
+            ),
+            f"{ROOT}/figures/figD4_temperature.md",
+        ],
     log:
         f"{LOGS}/figures/figD4.log",
     conda:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("sweeps"),
         scale=SCALE,
         lam_dirs=run_dirs("figD4", "lam"),
         delta_dirs=run_dirs("figD4", "delta"),

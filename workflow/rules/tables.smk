@@ -7,7 +7,12 @@ rule run_summary_table:
         certify=run_files("certify.json"),
         tightness=run_files("tightness.json"),
     output:
-        csv=f"{ROOT}/tables/{{target}}.csv",
+        csv=report(
+            f"{ROOT}/tables/{{target}}.csv",
+            caption="../report/run_summary.rst",
+            category="{target}",
+            subcategory="table",
+        ),
         md=f"{ROOT}/tables/{{target}}.md",
         metrics=f"{ROOT}/tables/{{target}}_metrics.json",
     log:
@@ -18,6 +23,7 @@ rule run_summary_table:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("run_summary"),
         scale=SCALE,
         title=target_key("title"),
     shell:
@@ -36,6 +42,7 @@ rule table_manifest:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("tables"),
         manifest=manifest_json,
     shell:
         "python -m lipcert.reporting.tables write-manifest --json '{params.manifest}' "
@@ -49,9 +56,19 @@ rule paper_table:
         certify=run_files("certify.json"),
         tightness=run_files("tightness.json"),
     output:
-        csv=f"{ROOT}/tables/{{target}}.csv",
+        csv=report(
+            f"{ROOT}/tables/{{target}}.csv",
+            caption="../report/paper_table.rst",
+            category="{target}",
+            subcategory="table",
+        ),
         md=f"{ROOT}/tables/{{target}}.md",
-        tex=f"{ROOT}/tables/{{target}}.tex",
+        tex=report(
+            f"{ROOT}/tables/{{target}}.tex",
+            caption="../report/latex_table.rst",
+            category="{target}",
+            subcategory="table",
+        ),
     log:
         f"{LOGS}/tables/{{target}}.log",
     wildcard_constraints:
@@ -60,6 +77,7 @@ rule paper_table:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("tables"),
         scale=SCALE,
         paper=target_key("paper"),
         stem=output_stem,
@@ -73,9 +91,19 @@ rule per_seed_table:
         manifest=source_table("_manifest.json"),
         table=source_table(".csv"),
     output:
-        csv=f"{ROOT}/tables/{{target}}.csv",
+        csv=report(
+            f"{ROOT}/tables/{{target}}.csv",
+            caption="../report/per_seed_table.rst",
+            category="{target}",
+            subcategory="table",
+        ),
         md=f"{ROOT}/tables/{{target}}.md",
-        tex=f"{ROOT}/tables/{{target}}.tex",
+        tex=report(
+            f"{ROOT}/tables/{{target}}.tex",
+            caption="../report/latex_table.rst",
+            category="{target}",
+            subcategory="table",
+        ),
     log:
         f"{LOGS}/tables/{{target}}.log",
     wildcard_constraints:
@@ -84,6 +112,7 @@ rule per_seed_table:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("tables"),
         scale=SCALE,
         paper=target_key("paper"),
         dataset=target_key("dataset"),
@@ -99,13 +128,20 @@ rule tableD5_table:
         metrics=run_files("metrics.json", "tableD5"),
         certify=run_files("certify.json", "tableD5"),
     output:
-        multiext(f"{ROOT}/tables/tableD5", ".csv", ".md"),
+        report(
+            f"{ROOT}/tables/tableD5.csv",
+            caption="../report/tableD5.rst",
+            category="tableD5",
+            subcategory="table",
+        ),
+        f"{ROOT}/tables/tableD5.md",
     log:
         f"{LOGS}/tables/tableD5.log",
     conda:
         "../envs/lipcert.yaml"
     threads: 1
     params:
+        code=code_version("sweeps"),
         scale=SCALE,
         dirs=run_dirs("tableD5"),
         paper=TARGETS["tableD5"]["paper"],

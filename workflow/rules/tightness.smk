@@ -5,6 +5,7 @@ rule tightness:
     input:
         metrics=f"{RUN}/metrics.json",
         data=f"{ROOT}/data/{{dataset}}.npz",
+        db=f"{ROOT}/mlflow.ready",
     output:
         f"{RUN}/tightness.json",
     log:
@@ -17,11 +18,13 @@ rule tightness:
     resources:
         gpu=1,
     params:
+        code=code_version("tightness"),
         run_dir=input_dir,
         pairs=SCALE_CFG["tightness"]["pairs"],
         steps=SCALE_CFG["tightness"]["steps"],
+        root=db_dir,
     shell:
         "python -m lipcert.gpu_lease -- "
         "python -m lipcert tightness --run {params.run_dir} --data {input.data} "
         "--pairs {params.pairs} --steps {params.steps} --threads {threads} --device auto --out {output} "
-        "> {log} 2>&1"
+        "--results-dir {params.root} > {log} 2>&1"

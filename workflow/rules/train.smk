@@ -19,14 +19,17 @@ rule train:
     resources:
         gpu=1,
     params:
+        code=code_version("train"),
         root=db_dir,
+        config=run_config_digest,
         sets=train_sets,
         run_dir=output_dir,
         retries=config["retry_collapsed"],
+        mlflow=mlflow_train_args,
     shell:
         "python -m lipcert.gpu_lease -- "
         "python -m lipcert train --params params/{wildcards.dataset}.yaml "
         "--experiment {wildcards.method} --seed {wildcards.seed} {params.sets} "
         "--data {input.data} --out {params.run_dir} --threads {threads} --device auto "
-        "--retry-collapsed {params.retries} "
-        "--results-dir {params.root} --no-progress > {log} 2>&1"
+        "--retry-collapsed {params.retries} --code-version {params.code} "
+        "--results-dir {params.root} {params.mlflow} > {log} 2>&1"

@@ -1,12 +1,17 @@
-"""Training curves of one run, drawn from its ``history.json``."""
+"""Training curves drawn from runs' ``history.json``: one run's small figure for MLflow (:func:`plot_history`) and
+the curves of a target's runs in its notebook (:func:`history_frame`, :func:`history_png`)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
+
+import pandas as pd
 
 from ..run_record import read_history
 
-__all__ = ["plot_history"]
+__all__ = ["history_frame", "history_png", "plot_history", "run_label"]
 
 
 def plot_history(history_json: str | Path, out_png: str | Path) -> Path:
@@ -34,3 +39,54 @@ def plot_history(history_json: str | Path, out_png: str | Path) -> Path:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def run_label(run_dir: str | Path) -> str:
+    """A short name of a run directory: its method, ε/p, variant and seed folders (``cll eps0.1_pdefault base
+    seed0``)."""
+    return " ".join(Path(run_dir).parts[-4:])
+
+
+def history_frame(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """The per-epoch records of every run (``history.json`` through :func:`lipcert.run_record.read_history`) as one
+    long frame: ``run`` (:func:`run_label`), ``epoch``, ``loss``, ``clean`` and ``cra`` (the first ``cra_<eps>`` key;
+    NaN on epochs that were not evaluated)."""
+    rows = []
+    for run_dir in run_dirs:
+        history = read_history(run_dir)
+        cra_keys = sorted({k for h in history for k in h if str(k).startswith("cra_")})
+        for entry in history:
+            rows.append({"run": run_label(run_dir), "epoch": entry["epoch"], "loss": entry.get("loss", math.nan),
+                         "clean": entry.get("clean", math.nan),
+                         "cra": entry.get(cra_keys[0], math.nan) if cra_keys else math.nan,
+                         "cra_key": cra_keys[0] if cra_keys else ""})
+    return pd.DataFrame.from_records(rows, columns=["run", "epoch", "loss", "clean", "cra", "cra_key"])
+
+
+def history_png(frame: pd.DataFrame, scale: str) -> bytes:
+    """Training curves of :func:`history_frame` as PNG: loss (log axis when positive) and test CRA over epochs, one
+    line per run, at paper width with the scale stamped (:mod:`lipcert.reporting.figure_style`)."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    from .figure_style import PAPER_WIDTH_IN, finish_figure, paper_style
+
+    with paper_style():
+        fig = Figure(figsize=(PAPER_WIDTH_IN, 1.9))
+        loss_ax, cra_ax = fig.subplots(1, 2)
+        for run, sub in frame.groupby("run", sort=False):
+            loss_ax.plot(sub["epoch"], sub["loss"], label=run)
+            evaluated = sub[sub["cra"].notna()]
+            cra_ax.plot(evaluated["epoch"], evaluated["cra"], marker="o", label=run)
+        if (frame["loss"] > 0).all():
+            loss_ax.set_yscale("log")
+        loss_ax.set(xlabel="epoch", ylabel="training loss")
+        cra_ax.set(xlabel="epoch", ylabel="test CRA at the run's ε (%)")
+        handles, labels = loss_ax.get_legend_handles_labels()
+        finish_figure(fig, scale=scale, caption="Per-epoch records of training (history.json): training loss and "
+                      "the CRA on the test set at the run's certification radius on evaluated epochs.",
+                      legend=(handles, labels), legend_cols=2)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..run_record import p_from_printed, printed_p
+from .display import is_accuracy
 from .paper_tables import paper_source, read_grid_paper
 from .records import STATUS_NOT_REPRODUCED, STATUS_OURS_ONLY, STATUS_REPRODUCED, SeedFlags, check_scale
 from .render import flag_mark, markdown_report, ours_paper_cell, row_notes, source_sentence, write_outputs
@@ -81,8 +82,9 @@ def grid_table(run_dirs: Iterable[str | os.PathLike[str]], paper_csv: str | os.P
     title = title or f"Table D5: ε_train × p grid (CLL, {model or 'the model'})"
     header = ["p printed (= 2p)", "p eq. (5)", "ε_train", "Clean", "CRA 36/255", "CRA 108/255", "K(h∘f)", "Status"]
     rows = [[f"{r['p_printed']:.6g}", f"{r['p_eq5']:.6g}", f"{r['eps_train']:.6g}",
-             *(ours_paper_cell(r[f"{m}_ours"], r[f"{m}_std"], r[f"{m}_n"], r[f"{m}_paper"], " ± ", flag_mark(f))
-               for m in GRID_METRICS), r["status"]] for r, f in zip(records, flags)]
+             *(ours_paper_cell(r[f"{m}_ours"], r[f"{m}_std"], r[f"{m}_n"], r[f"{m}_paper"], " ± ", flag_mark(f),
+                               accuracy=is_accuracy(m)) for m in GRID_METRICS), r["status"]]
+            for r, f in zip(records, flags)]
     labels = [f"printed p = {r['p_printed']:.6g}, ε_train = {r['eps_train']:.6g}" for r in records]
     notes = ["Cells: ours as mean ± sample std over seeds (paper value); – = no value. Accuracies in % (clean and "
              "CRA from certify.json). The paper's grid is 8C2F on Tiny-ImageNet, seed 1; differences (ours - paper) "

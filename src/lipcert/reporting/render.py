@@ -1,6 +1,8 @@
-"""Rendering table cells and tables for the reports: number format, "ours ± std (paper)" cells, Markdown and LaTeX
-tables with the scale sentence and caveat, the collapse mark and its footnote, the paper-source sentence, atomic
-CSV / Markdown / LaTeX outputs (issue 13, items 4 and 5). One definition of each: every report renders through here.
+"""Rendering table cells and tables for the reports: number format (the display rule of
+:mod:`lipcert.reporting.display`: accuracies rounded down; CSV at full precision), "ours ± std (paper)" cells,
+Markdown and LaTeX tables with the scale sentence and caveat, the collapse mark and its footnote, the paper-source
+sentence, atomic CSV / Markdown / LaTeX outputs (issue 13, items 4 and 5; issue 14, item 7). One definition of each:
+every report renders through here.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import pandas as pd
 
 from ..io_utils import atomic_write_text
 
+from .display import MISSING, csv_float, display_accuracy, display_number, display_significant, is_accuracy
 from .paper_tables import PaperSource
 from .records import SeedFlags, SeedSummary, is_missing, scale_caveat
 
-__all__ = ["COLLAPSE_MARK", "KEY_LABELS", "LATEX_METRIC_LABELS", "METRIC_LABELS", "flag_mark", "flag_notes",
-           "format_value", "header_lines", "latex_comments", "latex_escape", "latex_tabular", "markdown_cell",
-           "markdown_report", "markdown_table", "mean_std_cell", "ours_paper_cell", "quote_sentence", "row_notes",
-           "scale_sentence",
-           "source_sentence", "write_outputs"]
+__all__ = ["COLLAPSE_MARK", "KEY_LABELS", "LATEX_METRIC_LABELS", "METRIC_LABELS", "csv_text", "display_frame",
+           "flag_mark", "flag_notes", "format_value", "header_lines", "latex_comments", "latex_escape", "latex_tabular",
+           "markdown_cell", "markdown_report", "markdown_table", "markdown_text", "mean_std_cell", "ours_paper_cell",
+           "quote_sentence", "row_notes", "scale_sentence", "source_sentence", "write_outputs"]
 
 COLLAPSE_MARK = "†"
 """Marks every cell that aggregates a collapsed run (:func:`flag_notes` gives the footnote)."""
@@ -57,12 +59,20 @@ def scale_sentence(scale: str) -> str:
     return f"Scale: '{scale}'. Caveat: {scale_caveat(scale)}."
 
 
-def format_value(value: float, decimals: int = 1) -> str:
-    return "–" if is_missing(value) else f"{value:.{decimals}f}"
+def format_value(value: float, decimals: int = 1, *, accuracy: bool = False) -> str:
+    """A table cell's number by the display rule of :mod:`lipcert.reporting.display`: rounded down when
+    ``accuracy`` (a percentage bounded by 100), else to nearest; "–" when missing."""
+    return (display_accuracy if accuracy else display_number)(value, decimals)
 
 
 def markdown_cell(text: str) -> str:
     return text.replace("|", "\\|")
+
+
+def markdown_text(text: str) -> str:
+    """Plain text for a Markdown paragraph: ``*``, ``_``, backticks and ``|`` escaped, so that "2*eps" or
+    "eps_train" show as written instead of turning into emphasis."""
+    return "".join("\\" + ch if ch in "*_`|\\" else ch for ch in text)
 
 
 def latex_escape(text: str) -> str:
@@ -85,28 +95,31 @@ def latex_escape(text: str) -> str:
     return "".join(replacements.get(ch, ch) for ch in text)
 
 
-def ours_paper_cell(mean: float, std: float, n: int, paper: float, pm: str, mark: str = "") -> str:
+def ours_paper_cell(mean: float, std: float, n: int, paper: float, pm: str, mark: str = "", *,
+                    accuracy: bool = False) -> str:
     """``ours ± std<mark> (paper)``; ours is "–" without runs, std is left out for one seed; ``mark`` is
-    :func:`flag_mark` of the runs aggregated."""
+    :func:`flag_mark` of the runs aggregated. ``accuracy``: the mean and the paper value are percentages bounded by
+    100, shown rounded down (the std is rounded to nearest)."""
     if n == 0 and is_missing(paper):
-        return "–"
+        return MISSING
     if n == 0:
-        ours = "–"
+        ours = MISSING
     elif n == 1 or is_missing(std):
-        ours = format_value(mean)
+        ours = format_value(mean, accuracy=accuracy)
     else:
-        ours = f"{format_value(mean)}{pm}{format_value(std)}"
-    return f"{ours}{mark if n else ''} ({format_value(paper)})"
+        ours = f"{format_value(mean, accuracy=accuracy)}{pm}{format_value(std)}"
+    return f"{ours}{mark if n else ''} ({format_value(paper, accuracy=accuracy)})"
 
 
-def mean_std_cell(summary: SeedSummary, decimals: int = 1) -> str:
-    """``mean ± std`` over seeds; "–" without runs, the mean alone for one seed."""
+def mean_std_cell(summary: SeedSummary, decimals: int = 1, *, accuracy: bool = False) -> str:
+    """``mean ± std`` over seeds; "–" without runs, the mean alone for one seed; ``accuracy`` as in
+    :func:`ours_paper_cell`."""
     mean, std, n = summary
     if n == 0:
-        return "–"
+        return MISSING
     if n == 1 or is_missing(std):
-        return format_value(mean, decimals)
-    return f"{format_value(mean, decimals)} ± {format_value(std, decimals)}"
+        return format_value(mean, decimals, accuracy=accuracy)
+    return f"{format_value(mean, decimals, accuracy=accuracy)} ± {format_value(std, decimals)}"
 
 
 def flag_mark(flags: SeedFlags) -> str:
@@ -202,10 +215,33 @@ def markdown_report(title: str, scale: str, notes: Sequence[str], header: Sequen
     return "\n\n".join(parts) + "\n"
 
 
+def display_frame(frame: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
+    """A frame for a person to read (a notebook): accuracy columns rounded down to ``decimals``, other floats to 4
+    significant digits (:mod:`lipcert.reporting.display`), missing values as "–"; other columns unchanged."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if pd.api.types.is_float_dtype(shown[column]):
+            accuracy = is_accuracy(str(column))
+            shown[column] = [display_accuracy(v, decimals) if accuracy else display_significant(v, 4)
+                             for v in shown[column]]
+        else:
+            shown[column] = [MISSING if is_missing(v) else v for v in shown[column]]
+    return shown
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """A frame as CSV at full precision: every float as its repr (:func:`lipcert.reporting.display.csv_float`)."""
+    exact = frame.copy()
+    for column in exact.columns:
+        if pd.api.types.is_float_dtype(exact[column]):
+            exact[column] = [csv_float(v) for v in exact[column]]
+    return exact.to_csv(index=False)
+
+
 def write_outputs(out_stem: str | os.PathLike[str], frame: pd.DataFrame, markdown: str, latex: str | None = None) -> None:
-    """STEM.csv, STEM.md and (when given) STEM.tex, each written atomically."""
+    """STEM.csv (full precision, :func:`csv_text`), STEM.md and (when given) STEM.tex, each written atomically."""
     stem = Path(out_stem)
-    atomic_write_text(stem.with_name(stem.name + ".csv"), frame.to_csv(index=False, float_format="%.7g"))
+    atomic_write_text(stem.with_name(stem.name + ".csv"), csv_text(frame))
     atomic_write_text(stem.with_name(stem.name + ".md"), markdown)
     if latex is not None:
         atomic_write_text(stem.with_name(stem.name + ".tex"), latex)

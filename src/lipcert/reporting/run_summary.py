@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..io_utils import atomic_write_text
 from ..run_record import K_HF_KEY, collapse_of, cra_key, read_certify, read_metrics, read_tightness, retry_of
+from .display import csv_float, display_accuracy, display_significant, is_accuracy
 from .records import SeedFlags, check_clean_agreement
 from .render import flag_mark, row_notes
 
@@ -60,12 +61,20 @@ def summarise_runs(metrics_paths: list[str | Path]) -> list[dict]:
     return rows
 
 
-def _fmt(v) -> str:
-    if v is None:
+SHOWN_DECIMALS = 2
+"""Decimal places of the accuracies in the Markdown (rounded down, :func:`lipcert.reporting.display.display_accuracy`);
+the CSV and JSON keep every float exact."""
+
+
+def _cell(column: str, value) -> str:
+    """One Markdown cell by the display rule: accuracies rounded down, constants to 4 significant digits."""
+    if value is None:
         return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+    if isinstance(value, float) and is_accuracy(column):
+        return display_accuracy(value, SHOWN_DECIMALS)
+    if isinstance(value, float):
+        return display_significant(value, 4)
+    return str(value)
 
 
 def _flags(row: dict) -> SeedFlags:
@@ -81,17 +90,20 @@ def write_summary(rows: list[dict], scale: str, title: str, out_csv: Path, out_m
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")  # quotes cells with commas (a collapse reason has them)
     writer.writerow(cols)
-    writer.writerows([_fmt(r.get(c, scale if c == "scale" else None)) for c in cols] for r in rows)
+    writer.writerows([csv_float(r.get(c, scale if c == "scale" else None)) for c in cols] for r in rows)
     atomic_write_text(out_csv, buffer.getvalue())
     caveat = "" if scale == "paper" else (f"\n\n**Built at scale '{scale}'**: fewer epochs / less data than the paper; "
                                           "not comparable with the paper without this caveat.")
     shown = [c for c in cols[:-1] if c not in ("collapse", "retry")]
     flags = [_flags(r) for r in rows]
-    notes = row_notes([f"{r['method']} 2eps={r['two_eps']:g} p={_fmt(r['p_eq5'])} seed {r['seed']}" for r in rows], flags)
-    md = [f"# {title}", f"Scale: `{scale}`. Accuracies in %, tightness = lower bound / K(f) in %. Clean, CRA and "
-          f"K(f) from the certification stage (certify.json).{caveat}", *(f"\n{note}" for note in notes), "",
+    slack = ["" if r["p_eq5"] is None else f" p={_cell('p_eq5', r['p_eq5'])}" for r in rows]
+    notes = row_notes([f"{r['method']} 2ε={r['two_eps']:g}{p} seed {r['seed']}" for r, p in zip(rows, slack)], flags)
+    md = [f"# {title}", f"Scale: `{scale}`. Accuracies in %, tightness = lower bound / K(f) in %, shown rounded down "
+          f"to {SHOWN_DECIMALS} decimals (the CSV and JSON hold the exact values). Clean, CRA (test set) and K(f) from "
+          f"the certification stage (certify.json); train_cra from training (metrics.json).{caveat}",
+          *(f"\n{note}" for note in notes), "",
           "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    md += ["| " + " | ".join(_fmt(r[c]) + (flag_mark(f) if c in CERTIFIED_COLUMNS else "") for c in shown) + " |"
+    md += ["| " + " | ".join(_cell(c, r[c]) + (flag_mark(f) if c in CERTIFIED_COLUMNS else "") for c in shown) + " |"
            for r, f in zip(rows, flags)]
     atomic_write_text(out_md, "\n".join(md) + "\n")
 

@@ -32,6 +32,7 @@ import pandas as pd
 from ..run_record import PAPER_RADII, RunFiles, cra_key, printed_p, read_history
 from .paper_tables import paper_quote, paper_source, read_fig5_paper
 from .records import SCALES, SeedFlags, SeedSummary, check_scale, finite_number, summarise
+from .display import is_accuracy
 from .eps_p_grid import GRID_METRICS, grid_table
 from .render import (flag_mark, format_value, markdown_report, mean_std_cell, ours_paper_cell, quote_sentence,
                      row_notes, source_sentence, write_outputs)
@@ -138,12 +139,14 @@ def eps_sweep(run_dirs: Iterable[str | os.PathLike[str]], paper_csv: str | os.Pa
         cells = [f"{rec['eps']:.6g}"]
         for prefix, method in (("gloro", "GloRo"), ("cll", "CLL")):
             cells.append(ours_paper_cell(rec[f"{prefix}_cra_ours"], rec[f"{prefix}_cra_std"], rec[f"{prefix}_n"],
-                                         rec[f"{prefix}_cra_paper"], " ± ", flag_mark(row_flags[method])))
+                                         rec[f"{prefix}_cra_paper"], " ± ", flag_mark(row_flags[method]),
+                                         accuracy=True))
         cells.append(f"{format_value(rec['rel_gain_ours_pct'], 2)} ({format_value(rec['rel_gain_paper_printed_pct'])})")
         for name in ("K_f", "tightness"):
             for prefix in ("gloro", "cll"):
                 n = rec[f"{prefix}_n"] if not math.isnan(rec[f"{prefix}_{name}"]) else 0
-                cells.append(mean_std_cell(SeedSummary(rec[f"{prefix}_{name}"], rec[f"{prefix}_{name}_std"], n)))
+                cells.append(mean_std_cell(SeedSummary(rec[f"{prefix}_{name}"], rec[f"{prefix}_{name}_std"], n),
+                                           accuracy=is_accuracy(name)))
         rows.append(cells)
     notes = ["Cells: ours as mean ± sample std over seeds (paper value); – = no value. CRA certified at the "
              "training ε (certify.json), accuracies and tightness in %. Relative gain = (CLL - GloRo) / GloRo; the "
@@ -189,8 +192,8 @@ def slack_sweep(run_dirs: Iterable[str | os.PathLike[str]], scale: str, out_stem
     title = title or f"Fig. 5 (left): slack p on {model or 'the model'}, ε_train = {eps_train:.6g}"
     header = ["p printed (= 2p)", "p eq. (5)", "Clean", f"CRA {eps:.4g}", "K(h∘f)", "Seeds"]
     rows = [[f"{r['p_printed']:.6g}", f"{r['p_eq5']:.6g}",
-             mean_std_cell(SeedSummary(r["clean"], r["clean_std"], r["n"])) + flag_mark(f),
-             mean_std_cell(SeedSummary(r["cra"], r["cra_std"], r["n"])) + flag_mark(f),
+             mean_std_cell(SeedSummary(r["clean"], r["clean_std"], r["n"]), accuracy=True) + flag_mark(f),
+             mean_std_cell(SeedSummary(r["cra"], r["cra_std"], r["n"]), accuracy=True) + flag_mark(f),
              mean_std_cell(SeedSummary(r["K_hf"], r["K_hf_std"], 0 if math.isnan(r["K_hf"]) else 2), 2), r["seeds"]]
             for r, f in zip(records, flags)]
     notes = ["Cells: mean ± sample std over seeds, accuracies in % (certify.json).", quote_sentence(paper_quote("fig5_slack")),
@@ -260,8 +263,8 @@ def curves(run_dirs: Iterable[str | os.PathLike[str]], scale: str, out_stem: str
         mark = flag_mark(SeedFlags.of(groups[fin["method"]]))
         count = int((frame["method"] == fin["method"]).sum())
         rows.append([fin["method"], fin["seeds"], str(count), str(fin["epoch"]),
-                     mean_std_cell(SeedSummary(fin["cra"], fin["cra_std"], fin["n"])) + mark,
-                     f"{format_value(top['cra'])}{mark} ({top['epoch']})"])
+                     mean_std_cell(SeedSummary(fin["cra"], fin["cra_std"], fin["n"]), accuracy=True) + mark,
+                     f"{format_value(top['cra'], accuracy=True)}{mark} ({top['epoch']})"])
     notes = ["CRA in %, mean ± sample std over seeds, from training's per-epoch evaluation (history.json); the "
              "per-epoch curve is in the CSV. The paper prints no numbers for Fig. D1 (its GloRo run used a fixed ε "
              "schedule).", *row_notes(list(groups), [SeedFlags.of(m) for m in groups.values()])]
@@ -293,27 +296,29 @@ def param_sweep(run_dirs: Iterable[str | os.PathLike[str]], param: str, scale: s
         members = groups[(method, value)]
         clean = summarise([metric_of(r, "clean") for r in members])
         cra = summarise([metric_of(r, cra_key(eps)) for r in members])
-        k_f = optional_summary(members, "K_f")
+        k_f, k_hf = optional_summary(members, "K_f"), optional_summary(members, "K_hf")
         flags.append(SeedFlags.of(members))
         records.append({"method": method, "param": param, "value": value, "n": len(members),
                         "seeds": seeds_text(members), "clean": clean.mean, "clean_std": clean.std, "cra": cra.mean,
-                        "cra_std": cra.std, "K_f": k_f.mean, "K_f_std": k_f.std, "eps_cert": eps, "model": model,
+                        "cra_std": cra.std, "K_f": k_f.mean, "K_f_std": k_f.std, "K_hf": k_hf.mean,
+                        "K_hf_std": k_hf.std, "eps_cert": eps, "model": model,
                         "scale": scale, **flags[-1].columns()})
     frame = pd.DataFrame.from_records(records)
 
     title = title or f"Fig. D4: {param} sweep on {model or 'the model'}"
-    header = ["Method", param, "Clean", f"CRA {eps:.4g}", "K(f)", "Seeds"]
+    header = ["Method", param, "Clean", f"CRA {eps:.4g}", "K(f)", "K(h∘f)", "Seeds"]
     rows = [[r["method"], f"{r['value']:.6g}",
-             mean_std_cell(SeedSummary(r["clean"], r["clean_std"], r["n"])) + flag_mark(f),
-             mean_std_cell(SeedSummary(r["cra"], r["cra_std"], r["n"])) + flag_mark(f),
-             mean_std_cell(SeedSummary(r["K_f"], r["K_f_std"], 0 if math.isnan(r["K_f"]) else 2)), r["seeds"]]
+             mean_std_cell(SeedSummary(r["clean"], r["clean_std"], r["n"]), accuracy=True) + flag_mark(f),
+             mean_std_cell(SeedSummary(r["cra"], r["cra_std"], r["n"]), accuracy=True) + flag_mark(f),
+             mean_std_cell(SeedSummary(r["K_f"], r["K_f_std"], 0 if math.isnan(r["K_f"]) else 2)),
+             mean_std_cell(SeedSummary(r["K_hf"], r["K_hf_std"], 0 if math.isnan(r["K_hf"]) else 2), 2), r["seeds"]]
             for r, f in zip(records, flags)]
     notes = ["Cells: mean ± sample std over seeds, accuracies in % (certify.json)."]
     if param in PARAM_QUOTES:
         notes.append(quote_sentence(paper_quote(PARAM_QUOTES[param])))
     notes += row_notes([f"{r['method']} at {param} = {r['value']:.6g}" for r in records], flags)
     write_outputs(out_stem, frame, markdown_report(title, scale, notes, header, rows,
-                                                   [False, True, True, True, True, False]))
+                                                   [False, True, True, True, True, True, False]))
     draw_param_sweep(frame, param, out_stem, scale, title)
     return frame
 

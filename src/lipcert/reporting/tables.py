@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 
 from ..io_utils import atomic_write_json
+from .display import is_accuracy
 from .paper_tables import paper_source
 from .records import (  # re-exported: the public API of the tables stays importable from here
     CRA_RADII,
@@ -98,7 +99,7 @@ def _comparison_cells(frame: pd.DataFrame, flags: Sequence[SeedFlags]) -> list[l
     for rec, row_flags in zip(frame.to_dict("records"), flags):
         cells = [rec[c] or "–" for c in KEY_COLUMNS]
         cells += [ours_paper_cell(rec[f"{m}_ours"], rec[f"{m}_std"], rec[f"{m}_n"], rec[f"{m}_paper"], " ± ",
-                                  flag_mark(row_flags)) for m in METRICS]
+                                  flag_mark(row_flags), accuracy=is_accuracy(m)) for m in METRICS]
         rows.append([*cells, rec["status"]])
     return rows
 
@@ -188,10 +189,12 @@ def _seed_row_label(rec: Mapping[str, Any]) -> str:
 def _seed_cell(rec: Mapping[str, Any], metric: str, mark: str) -> str:
     ours, paper = rec[f"{metric}_ours"], rec[f"{metric}_paper"]
     if rec["row"] == "diff":
-        return "–" if is_missing(ours) else f"{ours:+.1f}{mark}"
+        return "–" if is_missing(ours) else f"{'+' if ours >= 0 else ''}{format_value(ours)}{mark}"
     if is_missing(ours) and is_missing(paper):
         return "–"
-    return f"{format_value(ours)}{'' if is_missing(ours) else mark} ({format_value(paper)})"
+    accuracy = is_accuracy(metric) and rec["row"] != "std"  # a std is rounded to nearest
+    return (f"{format_value(ours, accuracy=accuracy)}{'' if is_missing(ours) else mark} "
+            f"({format_value(paper, accuracy=accuracy)})")
 
 
 def _per_seed_outputs(frame: pd.DataFrame, flags: Sequence[SeedFlags], title: str, scale: str,

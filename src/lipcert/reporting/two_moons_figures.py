@@ -4,7 +4,10 @@ Each panel shows one run: the predicted class as a light background, the decisio
 the margins of half-width eps (the certified eps-level set {radius = eps}, gray lines, with the
 uncertified band radius <= eps shaded gray), the training points coloured by class and, in red, the
 training points that are misclassified or not certified at eps (Fig. 4: "Red points denote incorrect
-or non-robust samples"), with the test CRA (eq. (18)) and K(h o f) (section 3.3) written in the corners.
+or non-robust samples"), with the test CRA (eq. (18)) and K(h o f) (section 3.3) written in the corners. A legend
+and a caption under the panels say what each mark is and which set the CRA is from; the scale is stamped in the
+top-right corner. Layout and fonts: :mod:`lipcert.reporting.figure_style` (paper width, TrueType PDF fonts);
+numbers are shown by :mod:`lipcert.reporting.display` (a CRA is rounded down: 99.995 % shows as 99.99 %).
 
 The input files come from :func:`lipcert.decision_grid.evaluate_run_grid`; this module only reads
 them (no models, no training code), as all reporting does.
@@ -13,7 +16,6 @@ them (no models, no training code), as all reporting does.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import sys
@@ -22,9 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..io_utils import atomic_write_bytes
+from .display import display_accuracy, display_significant
+from .figure_style import LINE_IN, PAPER_WIDTH_IN, finish_figure, paper_style, save_figure
 
-__all__ = ["REQUIRED_KEYS", "load_panel", "plot_panels", "main"]
+__all__ = ["MAX_COLUMNS", "REQUIRED_KEYS", "caption", "draw_figure", "load_panel", "plot_panels", "main"]
 
 REQUIRED_KEYS = ("xs", "ys", "logits", "predicted", "radius", "x_train", "y_train", "train_certified", "eps",
                  "metadata")
@@ -33,6 +36,10 @@ REQUIRED_KEYS = ("xs", "ys", "logits", "predicted", "radius", "x_train", "y_trai
 CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 BACKGROUND_COLORS = ("#c6dbef", "#fdd0a2", "#c7e9c0", "#dadaeb", "#d9c3b8", "#f7d0e8", "#d9d9d9", "#eeeeb5")
 NOT_CERTIFIED_COLOR = "#d62728"
+BOUNDARY_COLOR, MARGIN_COLOR, BAND_COLOR, BAND_ALPHA = "black", "#505050", "#808080", 0.35
+
+MAX_COLUMNS = 4
+"""Most panels per row at paper width (Fig. D2's seven slack values wrap onto two rows)."""
 
 
 def load_panel(npz_path: str | Path) -> dict:
@@ -78,10 +85,10 @@ def _crosses(values: np.ndarray, level: float) -> bool:
 
 
 def _default_title(meta: dict) -> str:
-    title = f"{meta.get('method_label', meta.get('method', '?'))}, $2\\epsilon$ = {2 * float(meta['eps']):.3g}"
-    if isinstance(meta.get("p_printed"), (int, float)):  # constant slack (Fig. D2): the paper's printed p
-        title += f", p = {float(meta['p_printed']):g}"
-    return title
+    method, two_eps = meta.get("method_label", meta.get("method", "?")), f"{2 * float(meta['eps']):.3g}"
+    if isinstance(meta.get("p_printed"), (int, float)):  # constant slack (Fig. D2): the paper's printed p, compact
+        return f"{method}, 2ε={two_eps}, p={float(meta['p_printed']):g}"  # to fit a quarter of the paper width
+    return f"{method}, 2ε = {two_eps}"
 
 
 def _draw_panel(ax, panel: dict, title: str) -> None:
@@ -98,34 +105,63 @@ def _draw_panel(ax, panel: dict, title: str) -> None:
     cap = max(float(finite.max()) if finite.size else 0.0, 2.0 * eps) * 2.0
     radius = np.where(np.isfinite(radius), radius, cap)
     if (radius <= eps).any():
-        ax.contourf(xs, ys, radius, levels=[-1.0, eps], colors=["#808080"], alpha=0.35)
+        ax.contourf(xs, ys, radius, levels=[-1.0, eps], colors=[BAND_COLOR], alpha=BAND_ALPHA)
     if _crosses(radius, eps):
-        ax.contour(xs, ys, radius, levels=[eps], colors=["#505050"], linewidths=0.7)
+        ax.contour(xs, ys, radius, levels=[eps], colors=[MARGIN_COLOR], linewidths=0.6)
     for gap in _class_gaps(panel["logits"]):
         if _crosses(gap, 0.0):
-            ax.contour(xs, ys, gap, levels=[0.0], colors=["black"], linewidths=1.2)
+            ax.contour(xs, ys, gap, levels=[0.0], colors=[BOUNDARY_COLOR], linewidths=1.0)
 
     x_train, y_train = panel["x_train"], panel["y_train"]
     certified = panel["train_certified"].astype(bool)
     for k in range(n_classes):
         sel = (y_train == k) & certified
-        ax.scatter(x_train[sel, 0], x_train[sel, 1], s=3, color=CLASS_COLORS[k % len(CLASS_COLORS)],
+        ax.scatter(x_train[sel, 0], x_train[sel, 1], s=1.5, color=CLASS_COLORS[k % len(CLASS_COLORS)],
                    linewidths=0, rasterized=True)
-    ax.scatter(x_train[~certified, 0], x_train[~certified, 1], s=5, color=NOT_CERTIFIED_COLOR, linewidths=0,
+    ax.scatter(x_train[~certified, 0], x_train[~certified, 1], s=2.5, color=NOT_CERTIFIED_COLOR, linewidths=0,
                rasterized=True)
 
-    box = {"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.75, "edgecolor": "none"}
-    ax.text(0.02, 0.97, f"CRA {float(meta['cra']):.2f}%", transform=ax.transAxes, ha="left", va="top",
-            fontsize=8, bbox=box)
+    box = {"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.75, "edgecolor": "none"}
+    ax.text(0.03, 0.96, f"CRA {display_accuracy(float(meta['cra']), 2)}%", transform=ax.transAxes, ha="left",
+            va="top", bbox=box)
     k_hf = float(meta["K_hf"])
-    ax.text(0.98, 0.03, f"$K(h\\circ f)$ {k_hf:.4g}" if math.isfinite(k_hf) else "$K(h\\circ f)$ n/a",
-            transform=ax.transAxes, ha="right", va="bottom", fontsize=8, bbox=box)
+    ax.text(0.97, 0.04, f"K(h∘f) {display_significant(k_hf, 3)}" if math.isfinite(k_hf) else "K(h∘f) n/a",
+            transform=ax.transAxes, ha="right", va="bottom", bbox=box)
     ax.set_xlim(xs[0], xs[-1])
     ax.set_ylim(ys[0], ys[-1])
-    ax.set_aspect("equal")
+    ax.set_aspect("auto")  # the panel is sized to the data's aspect (plot_panels)
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, pad=2)
+
+
+def _legend(n_classes: int) -> tuple[list, list[str]]:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], color=BOUNDARY_COLOR, linewidth=1.0),
+               Line2D([], [], color=MARGIN_COLOR, linewidth=0.6),
+               Patch(facecolor=BAND_COLOR, alpha=BAND_ALPHA, edgecolor="none")]
+    labels = ["decision boundary", "margin: certified radius = ε", "band: radius ≤ ε, not certified"]
+    for k in range(n_classes):
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=3, markeredgewidth=0,
+                              color=CLASS_COLORS[k % len(CLASS_COLORS)]))
+        labels.append(f"training point, class {k}")
+    handles.append(Line2D([], [], linestyle="none", marker="o", markersize=3, markeredgewidth=0,
+                          color=NOT_CERTIFIED_COLOR))
+    labels.append("training point misclassified or not certified at ε")
+    return handles, labels
+
+
+def caption(panels: Sequence[dict]) -> str:
+    """What the corners and the background of the panels show, and which set the CRA is measured on."""
+    n_test = {p["meta"].get("n_test") for p in panels}
+    n_train = {p["meta"].get("n_train") for p in panels}
+    test = f"{n_test.pop()} test points" if len(n_test) == 1 and None not in n_test else "the test set"
+    train = f" ({n_train.pop()} points)" if len(n_train) == 1 and None not in n_train else ""
+    return (f"Top-left corner: certified robust accuracy (CRA, eq. (18)) at the panel's ε on {test}, rounded down; "
+            f"bottom-right: the calibrated constant K(h∘f). Background: predicted class. Points: the training set"
+            f"{train}. One panel per run (seed as trained).")
 
 
 def plot_panels(npz_paths: Sequence[str | Path], out_png: str | Path, out_pdf: str | Path, ncols: int,
@@ -133,8 +169,10 @@ def plot_panels(npz_paths: Sequence[str | Path], out_png: str | Path, out_pdf: s
     """Draw one decision-boundary panel per grid file (Fig. 4 / Fig. D2 layout) and save PNG and PDF.
 
     Panels fill ``ncols`` columns row by row in the order of ``npz_paths``.  ``titles`` (one per file)
-    default to "<method>, 2 eps = <2 eps>" (plus the printed p for constant slack).  ``scale`` other than
-    "paper" adds a caption stating the scale.  Both files are written atomically; returns their paths.
+    default to "<method>, 2ε = <2 eps>" (plus the printed p for constant slack). At most :data:`MAX_COLUMNS`
+    columns fit the paper width (more panels wrap). Under the panels: a legend of every mark, the :func:`caption`
+    and, at any ``scale`` but "paper" (None: "paper"), the scale caveat; the scale is stamped top right. Both
+    files are written atomically; returns their paths.
     """
     paths = [Path(p) for p in npz_paths]
     if not paths:
@@ -145,14 +183,23 @@ def plot_panels(npz_paths: Sequence[str | Path], out_png: str | Path, out_pdf: s
         raise ValueError(f"titles has {len(titles)} entries for {len(paths)} grid files; expected one per file")
     panels = [load_panel(p) for p in paths]
 
+    with paper_style():
+        fig = draw_figure(panels, ncols, titles, scale)
+        return save_figure(fig, out_png, out_pdf)
+
+
+def draw_figure(panels: Sequence[dict], ncols: int, titles: Sequence[str] | None = None, scale: str | None = None):
+    """The figure of :func:`plot_panels` from loaded panels (:func:`load_panel`), not saved; draw it inside
+    :func:`lipcert.reporting.figure_style.paper_style`."""
     from matplotlib.figure import Figure
 
-    ncols = min(int(ncols), len(panels))
+    ncols = min(int(ncols), len(panels), MAX_COLUMNS)
     nrows = math.ceil(len(panels) / ncols)
     spans = [(p["xs"][-1] - p["xs"][0], p["ys"][-1] - p["ys"][0]) for p in panels]
     aspect = max(h / w for w, h in spans)
-    width = 3.2
-    fig = Figure(figsize=(width * ncols, (width * aspect + 0.35) * nrows))
+    gaps = (0.05, LINE_IN + 0.05)  # a title line above every panel
+    panel_width = (PAPER_WIDTH_IN - 0.04 - (ncols - 1) * gaps[0]) / ncols
+    fig = Figure(figsize=(PAPER_WIDTH_IN, panel_width * aspect * nrows + gaps[1] * (nrows - 1)))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for index, ax in enumerate(axes.ravel()):
         if index >= len(panels):
@@ -160,17 +207,10 @@ def plot_panels(npz_paths: Sequence[str | Path], out_png: str | Path, out_pdf: s
             continue
         panel = panels[index]
         _draw_panel(ax, panel, titles[index] if titles is not None else _default_title(panel["meta"]))
-    fig.tight_layout(pad=0.4)
-    if scale is not None and scale != "paper":
-        fig.subplots_adjust(bottom=0.12 / nrows)
-        fig.text(0.5, 0.005, f"built at scale '{scale}': not comparable with the paper without this caveat",
-                 ha="center", va="bottom", fontsize=8, color="firebrick")
-    written = []
-    for out, fmt in ((out_png, "png"), (out_pdf, "pdf")):
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format=fmt, dpi=150)
-        written.append(atomic_write_bytes(out, buffer.getvalue()))
-    return written[0], written[1]
+    n_classes = max(p["logits"].shape[-1] for p in panels)
+    finish_figure(fig, scale=scale or "paper", caption=caption(panels), legend=_legend(n_classes), legend_cols=2,
+                  grid_gaps_in=gaps)
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
