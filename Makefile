@@ -15,7 +15,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # Every target with a `##` line: `make help` prints them.
 help: ## list the targets, one line each
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  Variables: SCALE=paper|quick|ci for demo, ui and report (default paper); GPU_CHECK_ARGS for gpu-check"
+	@echo "  Variables: SCALE=paper|quick|ci for demo, ui and report (default paper); TARGET for report; GPU_CHECK_ARGS for gpu-check"
 
 venv: $(STAMP) ## build .venv from requirements.lock (every other target does it when needed)
 
@@ -56,6 +56,13 @@ gpu-check: ## the GPU path in one command (README "GPUs"); no venv needed
 
 bench: $(STAMP) ## the benchmarks (docs/benchmarks.md)
 	$(BIN)/python -m lipcert.bench all
+
+# Snakemake's report of one target: its figures, tables and rendered notebooks with captions (workflow/report/).
+TARGET ?= fig4
+report: $(STAMP) ## build TARGET (default fig4) at SCALE, then its report: results/<SCALE>/report/<TARGET>.zip
+	$(BIN)/snakemake $(TARGET) --config scale=$(SCALE)
+	mkdir -p results/$(SCALE)/report
+	$(BIN)/snakemake $(TARGET) --config scale=$(SCALE) --report results/$(SCALE)/report/$(TARGET).zip
 
 # MLflow UI on one scale's results. MLflow 3 opens in its GenAI view; the printed link selects "Model training".
 ui: $(STAMP) ## MLflow UI on results/<SCALE>/mlflow.db (prints the URL and the view to pick)

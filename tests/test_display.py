@@ -24,6 +24,9 @@ from lipcert.reporting.records import SeedSummary
     (0.1 + 0.2, 1, "0.3"),    # 0.30000000000000004
     (61.9, 1, "61.9"),        # a paper value stays as printed
     (0.0, 2, "0.00"),
+    (100 * (255 / 400), 2, "63.75"),      # stored as 63.74999999999999: a count ratio's float noise is no deficit
+    (100 * (9999 / 10000), 2, "99.99"),
+    (100 * (19999 / 20000), 2, "99.99"),  # 99.995 % of 20 000 test points: never 100.00
 ])
 def test_accuracies_are_rounded_down(value, decimals, shown):
     assert display_accuracy(value, decimals) == shown

@@ -5,7 +5,8 @@ as the same float), so 99.995 stays 99.995. Text a person reads (Markdown, LaTeX
 rounded, and a percentage bounded by 100 (clean accuracy, CRA, tightness) is rounded *down*: a measured 99.995 %
 shows as "99.99", never as "100.00"; only a true 100 shows as 100. Every other number (K(f), K(h∘f), differences,
 standard deviations, relative gains) is rounded to nearest. Rounding works on the float's repr as a decimal, so a
-value such as 12.3 (stored as 12.2999...) floors to "12.30", not "12.29".
+value such as 12.3 (stored as 12.2999...) floors to "12.30", not "12.29"; an accuracy is first cut to 12
+significant digits, so 100 * 255/400 (stored as 63.74999999999999) shows as "63.75".
 
 One definition: renderers call :func:`display_number` / :func:`display_metric`, or :func:`display_accuracy` for
 a percentage; nothing else formats a reported number.
@@ -43,10 +44,17 @@ def is_accuracy(metric: str) -> bool:
     return name in ACCURACY_METRICS or name.startswith(("cra_", "clean_"))
 
 
+_ACCURACY_DIGITS = 12
+"""Significant digits an accuracy keeps before it is floored: a count ratio times 100 carries float noise (255/400
+is stored as 63.74999999999999) that must not floor to 63.74; 12 digits leave any real count ratio of up to 10^10
+samples intact."""
+
+
 def _quantized(value: float, decimals: int, rounding: str) -> str:
     if decimals < 0:
         raise ValueError(f"decimals must be >= 0, got {decimals}")
-    text = str(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), rounding=rounding))
+    text = f"{float(value):.{_ACCURACY_DIGITS}g}" if rounding == ROUND_FLOOR else repr(float(value))
+    text = str(Decimal(text).quantize(Decimal(1).scaleb(-decimals), rounding=rounding))
     return "0" + text[2:] if text.startswith("-0") and not any(c in "123456789" for c in text) else text
 
 
