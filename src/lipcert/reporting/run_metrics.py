@@ -73,11 +73,9 @@ def _mean(seeds: dict[str, dict[str, float]]) -> dict[str, float]:
 def nested_run_metrics(run_dirs: list[str | Path], scale: str) -> dict:
     """The numbers of ``run_dirs`` nested by method, configuration and seed, with each configuration's seed mean."""
     runs: dict[str, dict[str, dict]] = {}
-    for run_dir in run_dirs:
-        method, config, seed = _run_names(Path(run_dir))
+    for run_dir in dict.fromkeys(Path(d) for d in run_dirs):  # a run two grids share (Fig. 5) counts once
+        method, config, seed = _run_names(run_dir)
         entry = runs.setdefault(method, {}).setdefault(config, {"seeds": {}})
-        if seed in entry["seeds"]:
-            raise ValueError(f"{run_dir}: {method} {config} {seed} is listed twice")
         entry["seeds"][seed] = run_numbers(run_dir)
     for configs in runs.values():
         for entry in configs.values():
@@ -90,8 +88,7 @@ def write_histories(run_dirs: list[str | Path], out_dir: str | Path) -> list[Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for run_dir in run_dirs:
-        run_dir = Path(run_dir)
+    for run_dir in dict.fromkeys(Path(d) for d in run_dirs):
         method, config, seed = _run_names(run_dir)
         name = "__".join([method, *config.split("/"), seed]) + ".json"
         written.append(atomic_write_json(out_dir / name, read_history(run_dir)))
