@@ -31,29 +31,23 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
-from lipcert.reporting.claims import check_claims, claims_frame
+from lipcert.reporting.claims import (check_claims, claims_frame, claims_summary, notebook_caveat,
+                                      styled_claims)
 from lipcert.reporting.curves import history_frame, history_png
-from lipcert.reporting.records import scale_caveat
-from lipcert.reporting.render import display_frame, markdown_text
+from lipcert.reporting.render import display_frame
 
 table = pd.read_csv(table_csv, keep_default_na=False, na_values=[""])
 display(Markdown(f"## {target}, scale `{scale}`"))
-if scale_caveat(scale):
-    caveat = scale_caveat(scale)
-    display(Markdown(f"**{markdown_text(caveat[0].upper() + caveat[1:])}.** A claim of the paper may fail at this scale; "
-                     "the check below says so rather than hiding it."))
+if notebook_caveat(scale):
+    display(Markdown(notebook_caveat(scale)))
 
 # %% [markdown]
 # ## The paper's claims, checked against our numbers
 
 # %%
 claims = claims_frame(check_claims(target, table))
-counts = claims["result"].value_counts()
-display(Markdown(markdown_text(", ".join(f"{counts.get(r, 0)} {r}" for r in ("pass", "FAIL", "not checked"))
-                               + f" (scale {scale}).")))
-display(claims.style.hide(axis="index").set_properties(**{"text-align": "left"}).map(
-    lambda r: {"pass": "color: darkgreen", "FAIL": "color: firebrick; font-weight: bold"}.get(r, "color: gray"),
-    subset=["result"]))
+display(Markdown(claims_summary(claims, scale)))
+display(styled_claims(claims))
 
 # %% [markdown]
 # ## Figure

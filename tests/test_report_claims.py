@@ -88,3 +88,18 @@ def test_every_notebook_target_has_claims_and_unknown_targets_are_refused():
                             "figD4_temperature"}
     with pytest.raises(ValueError, match="no claims for target 'fig9'"):
         check_claims("fig9", pd.DataFrame())
+
+
+def test_the_notebooks_summary_styling_and_caveat():
+    from lipcert.reporting.claims import Claim, claims_frame, claims_summary, notebook_caveat, styled_claims
+
+    frame = claims_frame([Claim("a", "Fig. 4", True, "1"), Claim("b", "Fig. 4", False, "2"),
+                          Claim("c", "sec. 4.1", False, "3"), Claim("d", "sec. 4.1", None, "")])
+    assert claims_summary(frame, "ci") == "1 pass, 2 FAIL, 1 not checked (scale ci)."
+    css = styled_claims(frame).to_html().split("</style>")[0]
+    rules = {block.split("{")[1].strip(): block.split("{")[0] for block in css.split("}") if "{" in block}
+    red = next(selectors for style, selectors in rules.items() if "firebrick" in style)
+    assert "row1_col2" in red and "row2_col2" in red and "row0_col2" not in red  # the two FAIL cells, nothing else
+    assert "row0_col2" in next(selectors for style, selectors in rules.items() if "darkgreen" in style)
+    assert notebook_caveat("paper") is None
+    assert notebook_caveat("ci").startswith("**Built at scale 'ci': not comparable with the paper without caveat.**")

@@ -8,7 +8,8 @@ claim whose numbers are absent (rows not trained at this scale) is "not checked"
 (e.g. a near-linear boundary), which the figure shows. Thresholds that the paper states in words ("insensitive",
 "nearly perfect") are named constants here, each with the passage it stands for.
 
-Public API: :class:`Claim`, :func:`check_claims`, :func:`claims_frame`, :data:`TARGETS`.
+Public API: :class:`Claim`, :func:`check_claims`, :func:`claims_frame`, :data:`TARGETS`, and what the notebooks show
+of them: :func:`claims_summary`, :func:`styled_claims`, :func:`notebook_caveat`.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import pandas as pd
 
 from ..run_record import printed_p
 from .display import display_accuracy, display_significant, is_accuracy
-from .render import METRIC_LABELS
+from .records import scale_caveat
+from .render import METRIC_LABELS, markdown_text
 
-__all__ = ["Claim", "RESULTS", "TARGETS", "check_claims", "claims_frame"]
+__all__ = ["Claim", "RESULTS", "TARGETS", "check_claims", "claims_frame", "claims_summary", "notebook_caveat",
+           "styled_claims"]
 
 
 @dataclass(frozen=True)
@@ -358,3 +361,27 @@ def claims_frame(claims: Sequence[Claim]) -> pd.DataFrame:
     """One row per claim: the claim, where the paper makes it, pass / FAIL / not checked, our numbers."""
     return pd.DataFrame({"claim": [c.text for c in claims], "paper": [c.source for c in claims],
                          "result": [RESULTS[c.passed] for c in claims], "ours": [c.numbers for c in claims]})
+
+
+_RESULT_STYLE = {"pass": "color: darkgreen", "FAIL": "color: firebrick; font-weight: bold"}
+
+
+def claims_summary(frame: pd.DataFrame, scale: str) -> str:
+    """The count of each result as a Markdown line, e.g. ``2 pass, 3 FAIL, 1 not checked (scale ci).``"""
+    counts = frame["result"].value_counts()
+    return markdown_text(", ".join(f"{counts.get(r, 0)} {r}" for r in RESULTS.values()) + f" (scale {scale}).")
+
+
+def styled_claims(frame: pd.DataFrame):
+    """The claims table as the notebooks show it: left-aligned, the result coloured (pass green, FAIL red)."""
+    return frame.style.hide(axis="index").set_properties(**{"text-align": "left"}).map(
+        lambda result: _RESULT_STYLE.get(result, "color: gray"), subset=["result"])
+
+
+def notebook_caveat(scale: str) -> str | None:
+    """The scale caveat of a notebook as Markdown (None at the paper's scale), saying that claims may fail."""
+    caveat = scale_caveat(scale)
+    if caveat is None:
+        return None
+    return (f"**{markdown_text(caveat[0].upper() + caveat[1:])}.** A claim of the paper may fail at this scale; "
+            "the check below says so rather than hiding it.")
