@@ -16,7 +16,7 @@
 # Rendered per target (`snakemake table2`, `snakemake fig5`, ...) with papermill from the target's CSV (and its
 # figure, `run_dirs`: its run directories, space-separated). Rows whose method is not implemented show the
 # paper's values marked "paper value, not reproduced". Numbers are shown by the display rule of
-# `lipcert.reporting.display` (accuracies rounded down); the CSV holds the exact values.
+# `lipcert.display` (accuracies rounded down); the CSV holds the exact values.
 
 # %% tags=["parameters"]
 target = "table2"

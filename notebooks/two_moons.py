@@ -15,7 +15,7 @@
 # # Two-moons analysis (CLL paper Fig. 4 and supplement Fig. D2)
 # Rendered per target by the workflow (`snakemake fig4`, `snakemake figD2`) with papermill; the parameters below
 # are injected (`run_dirs`: the target's run directories, space-separated). Numbers are shown by the display rule
-# of `lipcert.reporting.display` (accuracies rounded down); the CSV holds the exact values.
+# of `lipcert.display` (accuracies rounded down); the CSV holds the exact values.
 
 # %% tags=["parameters"]
 target = "fig4"

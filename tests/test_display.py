@@ -1,5 +1,5 @@
 """The display rule of the reports (issue 14, item 7): exact numbers in CSV / JSON, accuracies rounded down where a
-person reads them, one definition (lipcert.reporting.display) used by the tables, figures and notebooks."""
+person reads them, one definition (lipcert.display) used by the tables, figures and notebooks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 
-from lipcert.reporting.display import (MISSING, csv_float, display_accuracy, display_metric, display_number,
+from lipcert.display import (MISSING, csv_float, display_accuracy, display_metric, display_number,
                                        display_significant, is_accuracy)
 from lipcert.reporting.render import csv_text, display_frame, markdown_text, mean_std_cell, ours_paper_cell
 from lipcert.reporting.records import SeedSummary

@@ -162,3 +162,7 @@ def test_cli_progress_every_and_no_progress(tmp_path, capfd):
     assert _progress_lines(capfd.readouterr().err) == []
     assert main([*common, "--out", str(tmp_path / "d"), "--progress-every", "0"]) == 2
     assert "--progress-every" in capfd.readouterr().err
+
+
+def test_the_cra_is_rounded_down_like_every_displayed_accuracy():
+    assert "CRA@0.15 99.9%" in progress_line(10, 10, 1.0, 2.0, 0.15, 99.96, 1.0, 0.0)

@@ -137,8 +137,12 @@ def cmd_train(args) -> int:
         if metrics is not None and tracker.enabled:
             _log_history_figure(out, tracker)
     if metrics is not None:
+        from .display import display_metric, is_accuracy
+
         keys = [k for k in metrics if k.startswith(("clean", "cra_", "train_cra_", "K_f", "K_hf"))]
-        print(f"{out}: " + ", ".join(f"{k}={metrics[k]:.4g}" for k in keys))
+        # accuracies rounded down (never 100 for less), the rest to 4 significant digits
+        print(f"{out}: " + ", ".join(f"{k}={display_metric(k, metrics[k], 2) if is_accuracy(k) else f'{metrics[k]:.4g}'}"
+                                     for k in keys))
     return 0
 
 
@@ -174,8 +178,11 @@ def cmd_certify(args) -> int:
                             data_label=data.label, numerics=describe_device(device))
     atomic_write_json(out, record)
     _log_certify(args, cfg, out, report)
-    print(f"{out}: clean={100 * res.clean_accuracy:.2f}% " + " ".join(
-        f"CRA@{e:.4g}={100 * c:.2f}%" for e, c in zip(res.eps_list, res.certified_accuracy)) + f" K(f)={res.global_lipschitz:.5g}")
+    from .display import display_accuracy
+
+    print(f"{out}: clean={display_accuracy(100 * res.clean_accuracy, 2)}% " + " ".join(
+        f"CRA@{e:.4g}={display_accuracy(100 * c, 2)}%" for e, c in zip(res.eps_list, res.certified_accuracy))
+        + f" K(f)={res.global_lipschitz:.5g}")
     return 0
 
 

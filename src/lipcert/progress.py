@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+from .display import display_accuracy
+
 __all__ = ["LINES_PER_RUN", "NOT_EVALUATED", "default_progress_every", "eta_seconds",
            "format_duration", "is_progress_epoch", "progress_every", "progress_line", "start_line"]
 
@@ -89,7 +91,7 @@ def progress_line(epoch: int, total: int, loss: float, k_f: float, radius: float
     >>> progress_line(450, 800, 0.3125, 1.25, 0.15, 87.5, 4500.0, 3150.0)
     'epoch 450/800  loss 0.3125  K(f) 1.25  CRA@0.15 87.5%  elapsed 1:15:00  ETA 0:52:30'
     """
-    cra_text = NOT_EVALUATED if cra is None else f"{cra:.1f}%"
+    cra_text = NOT_EVALUATED if cra is None else f"{display_accuracy(cra, 1)}%"  # rounded down: never 100 for less
     return (f"epoch {epoch}/{total}  loss {loss:.4g}  K(f) {k_f:.4g}  CRA@{radius:.4g} {cra_text}  "
             f"elapsed {format_duration(elapsed_s)}  ETA {format_duration(eta_s)}")
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..run_record import printed_p
-from .display import display_accuracy, display_significant, is_accuracy
+from ..display import display_accuracy, display_significant, is_accuracy
 from .records import scale_caveat
 from .render import METRIC_LABELS, markdown_text
 

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..run_record import p_from_printed, printed_p
-from .display import is_accuracy
+from ..display import is_accuracy
 from .paper_tables import paper_source, read_grid_paper
 from .records import STATUS_NOT_REPRODUCED, STATUS_OURS_ONLY, STATUS_REPRODUCED, SeedFlags, check_scale
 from .render import flag_mark, markdown_report, ours_paper_cell, row_notes, source_sentence, write_outputs

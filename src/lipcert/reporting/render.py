@@ -1,5 +1,5 @@
 """Rendering table cells and tables for the reports: number format (the display rule of
-:mod:`lipcert.reporting.display`: accuracies rounded down; CSV at full precision), "ours ± std (paper)" cells,
+:mod:`lipcert.display`: accuracies rounded down; CSV at full precision), "ours ± std (paper)" cells,
 Markdown and LaTeX tables with the scale sentence and caveat, the collapse mark and its footnote, the paper-source
 sentence, atomic CSV / Markdown / LaTeX outputs (issue 13, items 4 and 5; issue 14, item 7). One definition of each:
 every report renders through here.
@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..io_utils import atomic_write_text
 
-from .display import MISSING, csv_float, display_accuracy, display_number, display_significant, is_accuracy
+from ..display import MISSING, csv_float, display_accuracy, display_number, display_significant, is_accuracy
 from .paper_tables import PaperSource
 from .records import SeedFlags, SeedSummary, is_missing, scale_caveat
 
@@ -60,7 +60,7 @@ def scale_sentence(scale: str) -> str:
 
 
 def format_value(value: float, decimals: int = 1, *, accuracy: bool = False) -> str:
-    """A table cell's number by the display rule of :mod:`lipcert.reporting.display`: rounded down when
+    """A table cell's number by the display rule of :mod:`lipcert.display`: rounded down when
     ``accuracy`` (a percentage bounded by 100), else to nearest; "–" when missing."""
     return (display_accuracy if accuracy else display_number)(value, decimals)
 
@@ -217,7 +217,7 @@ def markdown_report(title: str, scale: str, notes: Sequence[str], header: Sequen
 
 def display_frame(frame: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
     """A frame for a person to read (a notebook): accuracy columns rounded down to ``decimals``, other floats to 4
-    significant digits (:mod:`lipcert.reporting.display`), missing values as "–"; other columns unchanged."""
+    significant digits (:mod:`lipcert.display`), missing values as "–"; other columns unchanged."""
     shown = frame.copy()
     for column in shown.columns:
         if pd.api.types.is_float_dtype(shown[column]):
@@ -230,7 +230,7 @@ def display_frame(frame: pd.DataFrame, decimals: int = 2) -> pd.DataFrame:
 
 
 def csv_text(frame: pd.DataFrame) -> str:
-    """A frame as CSV at full precision: every float as its repr (:func:`lipcert.reporting.display.csv_float`)."""
+    """A frame as CSV at full precision: every float as its repr (:func:`lipcert.display.csv_float`)."""
     exact = frame.copy()
     for column in exact.columns:
         if pd.api.types.is_float_dtype(exact[column]):

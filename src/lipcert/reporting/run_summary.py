@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..io_utils import atomic_write_text
 from ..run_record import K_HF_KEY, collapse_of, cra_key, read_certify, read_metrics, read_tightness, retry_of
-from .display import csv_float, display_accuracy, display_significant, is_accuracy
+from ..display import csv_float, display_accuracy, display_significant, is_accuracy
 from .records import SeedFlags, check_clean_agreement
 from .render import flag_mark, row_notes
 
@@ -62,7 +62,7 @@ def summarise_runs(metrics_paths: list[str | Path]) -> list[dict]:
 
 
 SHOWN_DECIMALS = 2
-"""Decimal places of the accuracies in the Markdown (rounded down, :func:`lipcert.reporting.display.display_accuracy`);
+"""Decimal places of the accuracies in the Markdown (rounded down, :func:`lipcert.display.display_accuracy`);
 the CSV and JSON keep every float exact."""
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from .display import display_significant
+from ..display import display_significant
 from .figure_style import PAPER_WIDTH_IN, finish_figure, paper_style, save_figure
 from .records import SeedSummary
 from .sweep_records import use_log_x

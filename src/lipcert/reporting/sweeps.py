@@ -32,7 +32,7 @@ import pandas as pd
 from ..run_record import PAPER_RADII, RunFiles, cra_key, printed_p, read_history
 from .paper_tables import paper_quote, paper_source, read_fig5_paper
 from .records import SCALES, SeedFlags, SeedSummary, check_scale, finite_number, summarise
-from .display import is_accuracy
+from ..display import is_accuracy
 from .eps_p_grid import GRID_METRICS, grid_table
 from .render import (flag_mark, format_value, markdown_report, mean_std_cell, ours_paper_cell, quote_sentence,
                      row_notes, source_sentence, write_outputs)

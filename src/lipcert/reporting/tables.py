@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from ..io_utils import atomic_write_json
-from .display import is_accuracy
+from ..display import is_accuracy
 from .paper_tables import paper_source
 from .records import (  # re-exported: the public API of the tables stays importable from here
     CRA_RADII,

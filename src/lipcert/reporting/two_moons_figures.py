@@ -7,7 +7,7 @@ training points that are misclassified or not certified at eps (Fig. 4: "Red poi
 or non-robust samples"), with the test CRA (eq. (18)) and K(h o f) (section 3.3) written in the corners. A legend
 and a caption under the panels say what each mark is and which set the CRA is from; the scale is stamped in the
 top-right corner. Layout and fonts: :mod:`lipcert.reporting.figure_style` (paper width, TrueType PDF fonts);
-numbers are shown by :mod:`lipcert.reporting.display` (a CRA is rounded down: 99.995 % shows as 99.99 %).
+numbers are shown by :mod:`lipcert.display` (a CRA is rounded down: 99.995 % shows as 99.99 %).
 
 The input files come from :func:`lipcert.decision_grid.evaluate_run_grid`; this module only reads
 them (no models, no training code), as all reporting does.
@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .display import display_accuracy, display_significant
+from ..display import display_accuracy, display_significant
 from .figure_style import LINE_IN, PAPER_WIDTH_IN, finish_figure, paper_style, save_figure
 
 __all__ = ["MAX_COLUMNS", "REQUIRED_KEYS", "caption", "draw_figure", "load_panel", "plot_panels", "main"]

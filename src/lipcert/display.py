@@ -25,7 +25,8 @@ MISSING = "–"
 """Shown for a value that is absent (None or NaN)."""
 
 ACCURACY_METRICS = ("clean", "cra", "train_cra", "tightness")
-"""Percentages bounded by 100, shown rounded down: a metric named so, or starting with ``cra_`` or ``clean_`` (a
+"""Percentages bounded by 100, shown rounded down: a metric named so, or starting with ``cra_``, ``train_cra_`` or
+``clean_`` (a
 column's ``gloro_`` / ``cll_`` prefix and ``_ours`` / ``_paper`` suffix aside; ``_std`` / ``_diff`` / ``_n``
 columns are not percentages of this kind)."""
 
@@ -41,7 +42,7 @@ def is_accuracy(metric: str) -> bool:
         return False
     for suffix in ("_ours", "_paper", "_mean"):
         name = name.removesuffix(suffix)
-    return name in ACCURACY_METRICS or name.startswith(("cra_", "clean_"))
+    return name in ACCURACY_METRICS or name.startswith(("cra_", "clean_", "train_cra_"))
 
 
 _ACCURACY_DIGITS = 12
