@@ -22,10 +22,9 @@ import pytest
 
 from lipcert import plan, tracking
 from lipcert.io_utils import read_json
-from lipcert.run_record import CRA_KEY, cra_key
+from lipcert.run_record import CRA_KEY, cra_key, headline_radius
 from lipcert.tracking import (RUN_ID_FILE, RunTracker, child_run_name, config_fields, configuration_key,
-                              git_commit, group_means, headline_radius, log_stage, parent_run_name,
-                              with_headline_cra)
+                              git_commit, group_means, log_stage, parent_run_name, with_headline_cra)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {"dataset": "two_moons", "model": "two_moons", "method": "cll", "eps": "0.15", "p": "0.075",

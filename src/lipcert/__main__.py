@@ -63,10 +63,10 @@ def _train_tracker(args, cfg, data_label: str, out: Path):
     """
     from dataclasses import replace
 
-    from .run_record import DATA_LABEL_KEY
+    from .run_record import DATA_LABEL_KEY, headline_radius
     from .tracking import (CONFIG_FIELDS, GIT_COMMIT_TAG, SOURCE_NAME_TAG, SOURCE_TYPE_TAG, RunTracker,
-                           child_run_name, config_fields, configuration_key, git_commit, headline_radius,
-                           parent_run_name, recorded_run)
+                           child_run_name, config_fields, configuration_key, git_commit, parent_run_name,
+                           recorded_run)
 
     enabled = _mlflow_enabled(args)
     extra = _key_values(args.tag, "--tag")
@@ -191,8 +191,8 @@ def _log_certify(args, cfg, certify_json: Path, report) -> None:
     enabled = _mlflow_enabled(args)
     if not enabled:
         return
-    from .run_record import cra_key, read_certify
-    from .tracking import headline_radius, log_stage, with_headline_cra
+    from .run_record import cra_key, headline_radius, read_certify
+    from .tracking import log_stage, with_headline_cra
 
     values = read_certify(certify_json)
     radius = headline_radius(cfg.to_dict())

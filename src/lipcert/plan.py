@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
+from .io_utils import read_yaml
 from .run_config import DATA_ROOT_ENV, data_root
 from .run_record import p_from_printed, path_number
 
@@ -216,7 +216,7 @@ def _params(params_dir: str | Path, dataset: str) -> dict:
     path = Path(params_dir) / f"{dataset}.yaml"
     if not path.is_file():
         raise ValueError(f"dataset {dataset!r} has no params file {path}")
-    return yaml.safe_load(path.read_text()) or {}
+    return read_yaml(path) or {}
 
 
 def _experiment_loss(params: Mapping, dataset: str, method: str) -> dict:
@@ -266,7 +266,7 @@ def experiments_by_dataset(params_dir: str | Path = "params") -> dict[str, list[
     for path in sorted(Path(params_dir).glob("*.yaml")):
         if path.stem in _NOT_EXPERIMENT_FILES:
             continue
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path) or {}
         out[path.stem] = sorted((data.get("experiments") or {}).keys())
     return out
 
@@ -282,7 +282,7 @@ def wildcard_patterns(params_dir: str | Path = "params") -> dict[str, str]:
     from .run_config import DATASET_NAMES
 
     params_dir = Path(params_dir)
-    architectures = yaml.safe_load((params_dir / "architectures.yaml").read_text()) or {}
+    architectures = read_yaml(params_dir / "architectures.yaml") or {}
     methods = [m for names in experiments_by_dataset(params_dir).values() for m in names]
     return {"dataset": _alternation(DATASET_NAMES), "model": _alternation(architectures),
             "method": _alternation(methods), "variant": f"base|{VARIANT.pattern}"}

@@ -15,7 +15,7 @@ The layout of the mirror (one experiment per params family, e.g. ``two_moons``):
   and, logged later into the same run (:func:`log_stage`, found through the run directory's
   :data:`RUN_ID_FILE`), ``certify/<key>`` and ``tightness/<key>``. Keys are the run record's
   (:mod:`lipcert.run_record`): ``clean``, ``cra_<eps>`` per radius, ``K_f``, ... and ``cra`` (:data:`CRA_KEY`)
-  at the run's headline radius (:func:`headline_radius`, logged as the param ``cra_radius``), one column for
+  at the run's headline radius (:func:`lipcert.run_record.headline_radius`, logged as the param ``cra_radius``), one column for
   runs certified at different radii; tags carry the git commit, the source, the scale, the data label.
 
 MLflow is imported lazily inside the functions that need it (the import takes seconds; the GPU machines
@@ -45,8 +45,8 @@ from types import TracebackType
 from typing import Any
 
 from lipcert.io_utils import atomic_write_json, read_json
-from lipcert.run_record import (CRA_KEY, cra_key, headline_radius, metrics_record, param_value, path_number,
-                                string_keyed, training_eps_of)  # the layout lives in the run record
+from lipcert.run_record import (CRA_KEY, cra_key, metrics_record, param_value, path_number, string_keyed,
+                                training_eps_of)  # the layout lives in the run record
 
 GROUP_TAG = "group"
 """Run tag shared by all seeds of one experiment configuration."""
@@ -291,6 +291,16 @@ def group_means(children_metrics: list[Mapping[str, float]]) -> dict[str, float]
     return means
 
 
+def _log_metric_batches(client: Any, run_id: str, values: Mapping[str, float], step: int) -> None:
+    """Log ``values`` into a run at ``step`` with one timestamp, in batches of MLflow's size limit."""
+    from mlflow.entities import Metric
+
+    timestamp_ms = int(time.time() * 1000)
+    batch = [Metric(key, value, timestamp_ms, step) for key, value in values.items()]
+    for start in range(0, len(batch), _MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=batch[start : start + _MAX_METRICS_PER_BATCH])
+
+
 def update_group_means(client: Any, uri: str, parent_run_id: str) -> dict[str, float]:
     """Set the parent run's metrics to the means over its finished seed runs (:func:`group_means`); returns them.
 
@@ -299,18 +309,12 @@ def update_group_means(client: Any, uri: str, parent_run_id: str) -> dict[str, f
     logged at the next step (one more than :data:`SEED_COUNT_KEY`'s last), so the latest value is the newest
     update even when two land in the same millisecond.
     """
-    from mlflow.entities import Metric
-
     with _store_lock(uri):
         experiment_id = client.get_run(parent_run_id).info.experiment_id
         children = _finished_children(client, experiment_id, parent_run_id)
         means = group_means([child.data.metrics for child in children])
         history = client.get_metric_history(parent_run_id, SEED_COUNT_KEY)
-        step = max((metric.step for metric in history), default=-1) + 1
-        timestamp_ms = int(time.time() * 1000)
-        batch = [Metric(key, value, timestamp_ms, step) for key, value in means.items()]
-        for start in range(0, len(batch), _MAX_METRICS_PER_BATCH):
-            client.log_batch(parent_run_id, metrics=batch[start : start + _MAX_METRICS_PER_BATCH])
+        _log_metric_batches(client, parent_run_id, means, max((metric.step for metric in history), default=-1) + 1)
     return means
 
 
@@ -434,7 +438,7 @@ class RunTracker:
     ``parent_tags``), so the seeds of one configuration appear together; when the run finishes, the
     parent's metrics become the means over its finished seeds (:func:`update_group_means`).
 
-    ``cra_radius`` (:func:`headline_radius`) adds the stable key ``cra`` beside ``cra_<radius>`` to the
+    ``cra_radius`` (:func:`lipcert.run_record.headline_radius`) adds the stable key ``cra`` beside ``cra_<radius>`` to the
     logged epochs and final metrics, and the param ``cra_radius``. ``resume_run_id`` (from the run
     directory's :data:`RUN_ID_FILE`, see :func:`recorded_run`) continues that run when it is in this
     store, experiment and group (a resumed training job), instead of creating a second one.
@@ -626,11 +630,7 @@ class RunTracker:
             self._client.log_artifact(self.run_id, str(local), artifact_path)
 
     def _log_metrics(self, values: Mapping[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
-        timestamp_ms = int(time.time() * 1000)
-        batch = [Metric(key, value, timestamp_ms, step) for key, value in values.items()]
-        self._client.log_batch(self.run_id, metrics=batch)
+        _log_metric_batches(self._client, self.run_id, values, step)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -674,7 +674,7 @@ def log_stage(run_dir: str | os.PathLike[str], stage: str, metrics: Mapping[str,
                         Path(run_dir) / RUN_ID_FILE, stage)
         return None
     mlflow = _import_mlflow()
-    from mlflow.entities import Metric, RunTag
+    from mlflow.entities import RunTag
     from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
@@ -684,10 +684,7 @@ def log_stage(run_dir: str | os.PathLike[str], stage: str, metrics: Mapping[str,
         _LOGGER.warning("MLflow run %s of %s is not in %s (recorded for %s): %s not logged to MLflow",
                         record["run_id"], run_dir, tracking_uri, record.get("tracking_uri"), stage)
         return None
-    timestamp_ms = int(time.time() * 1000)
-    batch = [Metric(f"{stage}/{key}", value, timestamp_ms, 0) for key, value in values.items()]
-    for start in range(0, len(batch), _MAX_METRICS_PER_BATCH):
-        client.log_batch(run.info.run_id, metrics=batch[start : start + _MAX_METRICS_PER_BATCH])
+    _log_metric_batches(client, run.info.run_id, {f"{stage}/{key}": value for key, value in values.items()}, 0)
     if tag_values:
         client.log_batch(run.info.run_id, tags=[RunTag(key, value) for key, value in sorted(tag_values.items())])
     parent = run.data.tags.get("mlflow.parentRunId")

@@ -151,13 +151,22 @@ def _non_finite(value: float, epoch: int, epoch_start_iteration: int, batch: int
                               f"{epoch_start_iteration + batch + 1} (batch {batch + 1} of the epoch)")
 
 
+def _checkpoint_mismatches(ckpt: dict, cfg: RunConfig, code_version: str | None = None) -> dict[str, str]:
+    """What keeps a checkpoint from being this run's (its layout version, the config fingerprint and, when given,
+    the code version), each as ``<what> <checkpoint's> != <this run's>``; empty when it is this run's."""
+    wanted = {"version": CHECKPOINT_VERSION, "fingerprint": cfg.fingerprint()}
+    if code_version is not None:
+        wanted["code_version"] = code_version
+    names = {"version": "checkpoint version", "fingerprint": "fingerprint", "code_version": "code version"}
+    return {key: f"{names[key]} {ckpt.get(key)} != {value}" for key, value in wanted.items() if ckpt.get(key) != value}
+
+
 def _check_resumable(ckpt: dict, cfg: RunConfig, path: Path) -> None:
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise RuntimeError(f"{path}: checkpoint version {ckpt.get('version')} != {CHECKPOINT_VERSION}; "
-                           "delete it to start over")
-    if ckpt.get("fingerprint") != cfg.fingerprint():
-        raise RuntimeError(f"{path}: checkpoint belongs to different run parameters "
-                           f"(fingerprint {ckpt.get('fingerprint')} != {cfg.fingerprint()}); "
+    mismatches = _checkpoint_mismatches(ckpt, cfg)
+    if "version" in mismatches:
+        raise RuntimeError(f"{path}: {mismatches['version']}; delete it to start over")
+    if "fingerprint" in mismatches:
+        raise RuntimeError(f"{path}: checkpoint belongs to different run parameters ({mismatches['fingerprint']}); "
                            "delete the run directory or use another one")
 
 
@@ -184,13 +193,7 @@ def _discard_stale_checkpoint(ckpt: dict, cfg: RunConfig, code_version: str, pat
 
     The workflow reruns a training job exactly when the code it runs or the run's config changed
     (``lipcert.provenance``); resuming the old checkpoint then would record stale numbers as fresh ones."""
-    reasons = []
-    if ckpt.get("code_version") != code_version:
-        reasons.append(f"code version {ckpt.get('code_version')} != {code_version}")
-    if ckpt.get("fingerprint") != cfg.fingerprint():
-        reasons.append(f"fingerprint {ckpt.get('fingerprint')} != {cfg.fingerprint()}")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        reasons.append(f"checkpoint version {ckpt.get('version')} != {CHECKPOINT_VERSION}")
+    reasons = list(_checkpoint_mismatches(ckpt, cfg, code_version).values())
     if not reasons:
         return False
     path.replace(path.with_name("checkpoint.stale.pt"))
@@ -249,10 +252,11 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     ckpt = None
     if files.checkpoint.exists():
         ckpt = torch.load(files.checkpoint, map_location=device, weights_only=False)
-        if code_version is not None and _discard_stale_checkpoint(ckpt, cfg, code_version, files.checkpoint):
+        if code_version is None:  # a run directory reused by hand: other parameters are an error
+            _check_resumable(ckpt, cfg, files.checkpoint)
+        elif _discard_stale_checkpoint(ckpt, cfg, code_version, files.checkpoint):
             ckpt = None
     if ckpt is not None:
-        _check_resumable(ckpt, cfg, files.checkpoint)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         order.set_state(ckpt["order_rng"])

@@ -61,24 +61,26 @@ def set_args(overrides):
     return " ".join(f"--set '{o}'" for o in overrides)
 
 
-def train_sets(wildcards):
+def run_sets(wildcards):
     """One run's overrides: the scale's for its params family, then its axes (lipcert.plan.run_overrides)."""
     w = wildcards
     run = plan.run_overrides(
         "params", w.dataset, w.model, w.method, w.eps, w.p, w.variant
     )
-    return set_args(plan.scale_overrides(SCALE_CFG, w.dataset) + run)
+    return plan.scale_overrides(SCALE_CFG, w.dataset) + run
+
+
+def train_sets(wildcards):
+    """Params function: a run's overrides as `--set` arguments of `lipcert train`."""
+    return set_args(run_sets(wildcards))
 
 
 def run_config_digest(wildcards):
     """Params function: the fingerprint of a run's resolved config (params file, scale, axes and seed), so an
     edit of a params file reruns exactly the runs whose configuration it changes."""
     w = wildcards
-    sets = plan.scale_overrides(SCALE_CFG, w.dataset) + plan.run_overrides(
-        "params", w.dataset, w.model, w.method, w.eps, w.p, w.variant
-    )
     return run_config_from_params(
-        f"params/{w.dataset}.yaml", w.method, sets, seed=int(w.seed)
+        f"params/{w.dataset}.yaml", w.method, run_sets(w), seed=int(w.seed)
     ).fingerprint()
 
 
