@@ -438,8 +438,8 @@ def test_data_config_validation():
         _data_cfg(name="cifar10", format="zip")
     with pytest.raises(ValueError, match=r"data.subset_test must be in \[1"):
         _data_cfg(name="cifar10", subset_test=0)
-    with pytest.raises(ValueError, match=r"key 'name' expects one of \['two_moons', 'cifar10', 'cifar100', 'tiny_imagenet'\]"):
-        _data_cfg(name="mnist")
+    with pytest.raises(ValueError, match=r"key 'name' expects one of \['two_moons', 'cifar10', 'cifar100', 'tiny_imagenet', 'mnist'\]"):
+        _data_cfg(name="svhn")
 
 
 def test_load_data_uses_the_env_root_and_sets_augmentation(tmp_path, monkeypatch):

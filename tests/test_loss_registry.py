@@ -175,7 +175,7 @@ def test_bound_provider_and_certificate_registries():
     from lipcert.methods import BOUND_PROVIDERS, CERTIFICATES, certify_with
     from lipcert.models import ArchitectureSpec, build_from_spec
 
-    assert set(BOUND_PROVIDERS) == {"global"} and set(CERTIFICATES) == {"l2_margin"}
+    assert set(BOUND_PROVIDERS) == {"global"} and set(CERTIFICATES) == {"l2_margin", "local_bcp"}
     base = run_config_from_params("params/two_moons.yaml", "cll", [], seed=0)
     named = run_config_from_params("params/two_moons.yaml", "cll", ["bound=global", "certificate=l2_margin"], seed=0)
     assert named.bound == "global" and base.bound is None and base.fingerprint() != named.fingerprint()

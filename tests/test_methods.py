@@ -49,7 +49,7 @@ def test_a_registered_certificate_is_used_by_name(clean_registries):
         register_certificate("strict_toy", Certificate(halved))
     with pytest.raises(TypeError, match="needs a Certificate"):
         register_certificate("other", halved)
-    with pytest.raises(ValueError, match=r"unknown certificate 'nope'; registered: \['l2_margin', 'strict_toy'\]"):
+    with pytest.raises(ValueError, match=r"unknown certificate 'nope'; registered: \['l2_margin', 'local_bcp', 'strict_toy'\]"):
         certify_with(model, x, y, (0.5,), certificate_name="nope")
 
 

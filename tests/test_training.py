@@ -191,7 +191,7 @@ def test_valid_minimal_config_and_constant_shorthand():
     ({"optim": {"betas": [0.5, 1.5]}}, "optim.betas"),
     ({"head": "normalized"}, "head"),
     ({"loss": {"name": "ce", "p": 0.1}}, "p applies only"),
-    ({"data": {"name": "mnist"}}, "name"),
+    ({"data": {"name": "svhn"}}, "name"),
 ])
 def test_bad_params_fail_naming_the_problem(patch, message):
     data = {**_base(), **patch}

@@ -62,11 +62,12 @@ __all__ = [
 ModelFactory = Callable[[], LipschitzClassifier]
 
 CONVERGE_METHODS = ("lanczos", "arpack", "block_power")
-BENCHMARKS = ("converge", "overhead", "loss", "tightness", "loading", "fwdbwd", "soc_truncation")
+BENCHMARKS = ("converge", "overhead", "loss", "tightness", "loading", "fwdbwd", "soc_truncation", "local_bound")
 DEFAULT_MODELS = {
     "converge": ("4C3F", "4C3F_authors_code", "6C2F", "8C2F"),
     "overhead": ("4C3F", "6C2F"),
     "loss": ("4C3F",),
+    "local_bound": ("4C3F_relu_theta", "6C2F_relu_theta"),
     "loading": ("4C3F", "6C2F", "8C2F"),
     "fwdbwd": ("4C3F", "6C2F", "8C2F", "LipConv-10", "LipConv-20", "CPL-S", "SLL-S", "Sandwich-S", "CPL-XL",
                "SLL-XL", "Sandwich"),
@@ -534,6 +535,12 @@ def _format_row(r: dict) -> list[str]:
                 f"({1000 * r['loading_s_per_batch']:.2f} ms/batch), CLL training step "
                 f"{r['train_images_per_second']:.0f} img/s ({1000 * r['train_step_s_per_batch']:.1f} ms/batch), "
                 f"loading = {100 * r['fraction']:.1f} % of a step  (batch {r['batch_size']}, median of {r['timed_steps']})"]
+    if r["benchmark"] == "local_bound":
+        return [f"local_bound {r['model']}: plain CE {r['plain_ce_s_per_step']:.3f} s/step, global bound (GloRo) "
+                f"{r['global_bound_s_per_step']:.3f}, Local-Lip-B {r['local_bound_s_per_step']:.3f} s/step "
+                f"(local/global {r['local_over_global']:.2f}, local/CE {r['local_over_ce']:.2f}); stored vectors "
+                f"{r['vector_bytes_per_sample']:,} B per sample ({r['vector_gb_cifar_train']:.1f} GB for 50 000) "
+                f"(batch {r['batch_size']}, {r['n_iter']} iterations, median of {r['timed_steps']})"]
     if r["benchmark"] == "tightness":
         return [f"tightness {r['model']}: {r['n_pairs']} pairs x {r['steps']} steps in {r['elapsed_s']:.2f} s = "
                 f"{r['pair_steps_per_second']:.1f} pair-steps/s"]
@@ -602,13 +609,75 @@ def _run_fwdbwd(args: argparse.Namespace) -> None:
                                          warmup=min(args.warmup, 1), steps=min(args.repeats, 3)))
 
 
+def benchmark_local_bound(make_model: ModelFactory, *, label: str = "", batch_size: int = 128, warmup: int = 2,
+                          steps: int = 5, n_iter: int = 2, eps: float = 0.1551, seed: int = 0) -> dict:
+    """Seconds per training step of Local-Lip-B (seed 004: BCP bounds, masked per-sample power iteration from stored
+    vectors, worst logits; :mod:`lipcert.losses.local_lip_loss`) against a step with the global bound (GloRo's loss,
+    K_body from ``n_iter`` warm-started power iterations) and plain cross-entropy, interleaved on copies of one model
+    and batch; plus the bytes per training sample of the stored vectors (fp16, two buffers)."""
+    import tempfile
+    from pathlib import Path
+
+    from lipcert.losses.gloro_loss import gloro_loss
+    from lipcert.losses.local_lip_loss import LocalLipLossConfig, TrainingBatch, local_lip_loss, local_lip_state
+
+    _check_positive_int("batch_size", batch_size)
+    models = {"plain_ce": make_model(), "global_bound": make_model(), "local_bound": make_model()}
+    x, y = _random_batch(models["plain_ce"], batch_size, seed)
+    index = torch.arange(batch_size)
+    config = LocalLipLossConfig(eps=eps, warmup=0.0, ramp=1e-9)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = models["local_bound"]
+        state = local_lip_state(config, local, batch_size, Path(tmp), seed)
+        loss_fn = local_lip_loss(config, 1000)
+        unit = torch.ones(())
+        optimizers = {name: torch.optim.Adam(m.parameters(), lr=1e-5) for name, m in models.items()}
+        glob = models["global_bound"]
+        projected = [m for m in local.modules() if hasattr(m, "project_")]
+        counter = {"t": 0}
+
+        def local_step() -> None:
+            counter["t"] += 1
+            optimizers["local_bound"].zero_grad(set_to_none=True)
+            batch = TrainingBatch(local, x, index, counter["t"], 10, n_iter, state)
+            loss_fn(local(x), y, unit, local.head.weight, counter["t"], batch).backward()
+            optimizers["local_bound"].step()
+            for module in projected:
+                module.project_()
+            state.end_epoch()  # every step reads the vectors the previous one wrote (the epoch-to-epoch warm start)
+
+        step_functions = {
+            "plain_ce": _training_step(models["plain_ce"], optimizers["plain_ce"],
+                                       lambda logits: F.cross_entropy(logits, y), x),
+            "global_bound": _training_step(glob, optimizers["global_bound"], lambda logits: gloro_loss(
+                logits, y, glob.body_lipschitz(n_iter), glob.head.weight, eps=eps), x),
+            "local_bound": local_step,
+        }
+        times = _interleaved_step_times(step_functions, warmup, steps)
+        bytes_per_sample = state.vectors.bytes_per_sample()
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {"benchmark": "local_bound", "model": label, "batch_size": batch_size, "n_iter": n_iter,
+            "timed_steps": steps, "warmup_steps": warmup, **{f"{k}_s_per_step": v for k, v in medians.items()},
+            "local_over_global": medians["local_bound"] / medians["global_bound"],
+            "local_over_ce": medians["local_bound"] / medians["plain_ce"],
+            "vector_bytes_per_sample": bytes_per_sample,
+            "vector_gb_cifar_train": bytes_per_sample * 50_000 / 1e9}
+
+
+def _run_local_bound(args: argparse.Namespace) -> None:
+    for name in args.models or DEFAULT_MODELS["local_bound"]:
+        _emit(benchmark_local_bound(_factory(name, args.seed), label=name, batch_size=args.batch_size,
+                                    warmup=min(args.warmup, 2), steps=min(args.repeats, 5)))
+
+
 def _run_soc_truncation(args: argparse.Namespace) -> None:
     for result in benchmark_soc_truncation(seed=args.seed):
         _emit(result)
 
 
 RUNNERS = {"converge": _run_converge, "overhead": _run_overhead, "loss": _run_loss, "tightness": _run_tightness,
-           "loading": _run_loading, "fwdbwd": _run_fwdbwd, "soc_truncation": _run_soc_truncation}
+           "loading": _run_loading, "fwdbwd": _run_fwdbwd, "soc_truncation": _run_soc_truncation,
+           "local_bound": _run_local_bound}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ The certified radius of x is min_{i != j} (f_j - f_i) / K_ji.  All arithmetic is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -48,7 +48,8 @@ class CertificationResult:
     Accuracies are fractions in [0, 1].  ``radii`` holds one certified radius per sample (0 for
     misclassified samples, +inf where every K_ji of the predicted class is 0 and all margins are
     positive).  The histogram covers [0, max finite radius] in ``_HISTOGRAM_BINS`` bins; infinite radii
-    are counted in the last bin.  ``global_lipschitz`` is K(f) = max_ij K_ij.
+    are counted in the last bin.  ``global_lipschitz`` is K(f) = max_ij K_ij.  ``details``: what a certificate
+    adds (e.g. the local certificate's PGD accuracy and how many samples needed the local bound), JSON values.
     """
 
     n_samples: int
@@ -63,6 +64,7 @@ class CertificationResult:
     radius_histogram_counts: np.ndarray
     radius_histogram_edges: np.ndarray
     global_lipschitz: float
+    details: dict = field(default_factory=dict)
 
     def cra(self, eps: float) -> float:
         """CRA at one of the budgets this result was computed for (eq. (18))."""
@@ -81,6 +83,7 @@ class CertificationResult:
             "radius_histogram_counts": [int(c) for c in self.radius_histogram_counts],
             "radius_histogram_edges": [float(e) for e in self.radius_histogram_edges],
             "global_lipschitz": self.global_lipschitz,
+            **({"details": self.details} if self.details else {}),
         }
 
 

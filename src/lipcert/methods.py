@@ -10,7 +10,8 @@ today's single entries; the next methods add entries, not branches:
   and 1-Lipschitz constants times the head's pairwise row distances (CLL eq. (1)/(16), supplement C).
 * a certificate decides per sample and radius (``certify(logits, labels, constants, eps_list)`` ->
   :class:`lipcert.certification.CertificationResult`).  ``l2_margin``: f_j - f_i > eps K_ji for all i != j
-  (supplement C, eq. (18)).  An ℓ∞ certificate or a LipLT-style pairwise provider are further entries.
+  (supplement C, eq. (18)).  ``local_bcp``: the global certificate, PGD-100, then the local bound of seed 004
+  (:mod:`lipcert.local_certification`).  An ℓ∞ certificate or a LipLT-style pairwise provider are further entries.
 
 A run names them in ``bound`` and ``certificate`` (params; unset means ``global`` and ``l2_margin``).
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .certification import CertificationResult, certification_logits, certify, check_certification_inputs
+from .local_certification import certify_local
 
 __all__ = ["BOUND_PROVIDERS", "CERTIFICATES", "BoundProvider", "Certificate", "bound_provider", "certificate",
            "certify_with", "DEFAULT_BOUND", "DEFAULT_CERTIFICATE", "register_bound_provider", "register_certificate",
@@ -45,10 +47,13 @@ class BoundProvider:
 @dataclass(frozen=True)
 class Certificate:
     """``certify(logits, labels, constants, eps_list) -> CertificationResult``; ``per_input_constants``: accepts
-    (N, C, C) constants."""
+    (N, C, C) constants.  ``certify_model(model, inputs, labels, eps_list, batch_size=, transform=, domain=)``, when
+    set, certifies from the model itself (a certificate whose bound depends on the radius, as the local bound's
+    boxes do); ``certify`` is then the global fallback it starts from."""
 
     certify: Callable[..., CertificationResult]
     per_input_constants: bool = False
+    certify_model: Callable[..., CertificationResult] | None = None
 
 
 BOUND_PROVIDERS: dict[str, BoundProvider] = {
@@ -58,6 +63,8 @@ BOUND_PROVIDERS: dict[str, BoundProvider] = {
 
 CERTIFICATES: dict[str, Certificate] = {
     "l2_margin": Certificate(certify),
+    # seed 004: global certificate first, PGD-100, then the local bound (lipcert.local_certification)
+    "local_bcp": Certificate(certify, certify_model=certify_local),
 }
 
 
@@ -107,11 +114,14 @@ def certificate(name: str | None) -> Certificate:
 
 def certify_with(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, eps_list, *,
                  bound: str | None = None, certificate_name: str | None = None, batch_size: int = 1000,
-                 transform=None) -> CertificationResult:
+                 transform=None, domain: tuple[float, float] | None = None) -> CertificationResult:
     """Certify ``model`` on (inputs, labels) with a registered bound provider and certificate (defaults: the global
     bound and the ℓ2 margin certificate, i.e. :func:`lipcert.certification.certify_model`)."""
     check_certification_inputs(inputs, labels, batch_size)
     provider, cert = bound_provider(bound), certificate(certificate_name)
+    if cert.certify_model is not None:
+        return cert.certify_model(model, inputs, labels, eps_list, batch_size=batch_size, transform=transform,
+                                  domain=domain)
     if provider.per_input and not cert.per_input_constants:
         raise ValueError(f"certificate {resolve_certificate_name(certificate_name)!r} takes global constants, but bound "
                          f"provider {bound!r} gives per-input ones")

@@ -21,7 +21,7 @@ import torch
 import yaml
 from torch import nn
 
-from .activations import MinMax
+from .activations import ACTIVATIONS, make_activation
 from .classifier import ConvergenceReport, LipschitzClassifier
 from .one_lipschitz_nets import cpl_net, lipconvnet, sandwich_net, sll_net
 from .power_iteration import SpectralConv2d, SpectralLinear
@@ -89,13 +89,15 @@ class ArchitectureSpec:
     family: str = "layers"
     options: tuple[tuple[str, object], ...] = ()
     classes: int = 0
+    activation: str = "minmax"
+    activation_init: tuple[float, ...] = ()
 
     @classmethod
     def from_dict(cls, name: str, data: dict, where: str = "architectures") -> "ArchitectureSpec":
         family = data.get("family", "layers") if isinstance(data, dict) else "layers"
         if family != "layers":
             return cls._family_from_dict(name, data, where)
-        allowed = {"input_shape", "layers", "reference", "family"}
+        allowed = {"input_shape", "layers", "reference", "family", "activation", "activation_init"}
         if not isinstance(data, dict):
             raise ValueError(f"{where}: {name}: expected a mapping with keys {sorted(allowed)}")
         unknown = set(data) - allowed
@@ -120,7 +122,9 @@ class ArchitectureSpec:
                 raise ValueError(f"{where}: {name}: convolutions need a [C, H, W] input_shape")
         if layers[-1].features < 2:
             raise ValueError(f"{where}: {name}: the classifier needs at least 2 outputs")
-        return cls(name=name, input_shape=shape, layers=layers, reference=str(data.get("reference", "")))
+        activation, init = _activation_slot(name, data, len(layers) - 1, where)
+        return cls(name=name, input_shape=shape, layers=layers, reference=str(data.get("reference", "")),
+                   activation=activation, activation_init=init)
 
     @classmethod
     def _family_from_dict(cls, name: str, data: dict, where: str) -> "ArchitectureSpec":
@@ -148,6 +152,21 @@ class ArchitectureSpec:
         if self.family != "layers":
             return self.classes
         return self.layers[-1].features  # type: ignore[union-attr]
+
+
+def _activation_slot(name: str, data: dict, n_hidden: int, where: str) -> tuple[str, tuple[float, ...]]:
+    """``activation`` (after every layer but the last; default MinMax) and ``activation_init``: one number for all
+    layers or one per hidden layer (ReLUθ thresholds, clipped-MaxMin caps; seed 004, table B.1.4 of the notes)."""
+    activation = data.get("activation", "minmax")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{where}: {name}: unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}")
+    raw = data.get("activation_init", 1.0)
+    values = [raw] * n_hidden if isinstance(raw, (int, float)) and not isinstance(raw, bool) else raw
+    if not isinstance(values, list) or len(values) != n_hidden \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in values):
+        raise ValueError(f"{where}: {name}: activation_init must be a number >= 0 or a list of {n_hidden} of them "
+                         f"(one per layer but the last), got {raw!r}")
+    return activation, tuple(float(v) for v in values)
 
 
 def _input_shape(name: str, data: dict, where: str) -> tuple[int, ...]:
@@ -224,7 +243,8 @@ def _build(spec: ArchitectureSpec, seed: int) -> LipschitzClassifier:
     body: list[nn.Module] = []
     shape = spec.input_shape
     *hidden, last = spec.layers
-    for layer in hidden:
+    inits = spec.activation_init or (1.0,) * len(hidden)
+    for layer, init in zip(hidden, inits):
         if isinstance(layer, ConvSpec):
             conv = SpectralConv2d(shape[0], layer.channels, layer.kernel, layer.stride, layer.padding)
             _kaiming_(conv, g)
@@ -240,9 +260,10 @@ def _build(spec: ArchitectureSpec, seed: int) -> LipschitzClassifier:
             lin.reset_power_iteration(generator=g)
             shape = (layer.features,)
             body.append(lin)
-        if shape[0] % 2:
-            raise ValueError(f"{spec.name}: MinMax needs an even width, layer {layer} has {shape[0]}")
-        body.append(MinMax())
+        try:
+            body.append(make_activation(spec.activation, shape, init))
+        except ValueError as error:
+            raise ValueError(f"{spec.name}: layer {layer}: {error}") from None
     if len(shape) > 1:
         body.append(nn.Flatten())
         shape = (math.prod(shape),)

@@ -26,7 +26,8 @@ __all__ = ["DATA_ROOT_ENV", "DataConfig", "LossConfig", "OptimConfig", "RunConfi
            "load_run_config"]
 
 # keys added after runs existed: left out of the fingerprint while unset (old runs keep theirs)
-_ENTER_ONLY_WHEN_SET = (("optim", "lr_reference_batch"), (None, "bound"), (None, "certificate"))
+_ENTER_ONLY_WHEN_SET = (("optim", "lr_reference_batch"), (None, "bound"), (None, "certificate"), ("optim", "lr_end"),
+                        ("optim", "lr_hold"), ("optim", "lr_hold_extra_epochs"))
 
 # --- compatibility with the one shared loss layout (before each loss owned its keys, issue 13 item 1) --------------
 # Until commit 01a734a every run's loss section held all keys below, with these defaults, whatever its loss.  The
@@ -106,7 +107,10 @@ class LossConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     """Adam/AdamW/SGD with step decay (supplement B: decay by 0.1 at epochs 400, 600, 780) or the triangular
-    schedule of CPL/SLL (table B4 blocks 5-8; :data:`lipcert.schedules.TRIANGULAR_KNOTS`, per iteration).
+    schedule of CPL/SLL (table B4 blocks 5-8; :data:`lipcert.schedules.TRIANGULAR_KNOTS`, per iteration), or the
+    exponential decay of Local-Lip (seed 004 eq. (27), per epoch): ``lr`` for the first ``lr_hold`` of the epochs,
+    then geometric to ``lr_end`` at the last; ``lr_hold_extra_epochs`` (default off) holds that many epochs more,
+    as seed 004's code does (``utils.lr_exp``, ``more=25``: decay from epoch 425 of 800, not the paper's 400).
 
     ``betas`` are Adam's (SLL: (0.5, 0.9)); ``momentum`` is SGD's.  ``lr_reference_batch`` (optional) says
     that ``lr`` belongs to that batch size: a run with another ``batch_size`` (e.g. the quick scale's 64
@@ -117,15 +121,33 @@ class OptimConfig:
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
-    lr_schedule: Literal["step", "triangular"] = "step"
+    lr_schedule: Literal["step", "triangular", "exponential"] = "step"
     lr_milestones: tuple[int, ...] = ()
     lr_gamma: float = 0.1
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.9
     lr_reference_batch: int | None = None
+    lr_end: float | None = None
+    lr_hold: float | None = None
+    lr_hold_extra_epochs: int | None = None
 
     def __post_init__(self) -> None:
         check_range("optim.lr", self.lr, lo=0.0, lo_inclusive=False)
+        exponential = {"lr_end": self.lr_end, "lr_hold": self.lr_hold, "lr_hold_extra_epochs": self.lr_hold_extra_epochs}
+        if self.lr_schedule == "exponential":
+            if self.lr_end is None or self.lr_hold is None:
+                raise ValueError("optim.lr_schedule 'exponential' (seed 004 eq. (27)) needs optim.lr_end and "
+                                 "optim.lr_hold (the fraction of epochs at the initial rate)")
+            check_range("optim.lr_end", self.lr_end, lo=0.0, lo_inclusive=False)
+            check_range("optim.lr_hold", self.lr_hold, lo=0.0, hi=1.0, hi_inclusive=False)
+            if self.lr_hold_extra_epochs is not None:
+                check_range("optim.lr_hold_extra_epochs", self.lr_hold_extra_epochs, lo=0)
+            if self.lr_milestones:
+                raise ValueError("optim.lr_milestones apply to lr_schedule 'step' only, not 'exponential'")
+        else:
+            for key, value in exponential.items():
+                if value is not None:
+                    raise ValueError(f"optim.{key} applies to lr_schedule 'exponential' only, not {self.lr_schedule!r}")
         ref = self.lr_reference_batch
         if ref is not None and (isinstance(ref, bool) or not isinstance(ref, int) or ref < 1):
             raise ValueError(f"optim.lr_reference_batch must be a positive integer or null, got {ref!r}")
@@ -142,11 +164,12 @@ class OptimConfig:
         check_range("optim.momentum", self.momentum, lo=0.0, hi=1.0, hi_inclusive=False)
 
 
-_IMAGE_DATASETS = ("cifar10", "cifar100", "tiny_imagenet")
+_IMAGE_DATASETS = ("cifar10", "cifar100", "tiny_imagenet", "mnist")
 _FORMATS_BY_DATASET = {
     "cifar10": ("auto", "torchvision", "pickle", "binary", "image_folder"),
     "cifar100": ("auto", "torchvision", "pickle", "binary", "image_folder"),
     "tiny_imagenet": ("auto", "tiny_imagenet"),
+    "mnist": ("auto", "torchvision", "idx"),  # lipcert.data.mnist.MNIST_FORMATS
 }
 _TWO_MOONS_DEFAULTS = {"n_train": 2000, "n_test": 20000, "noise_radius": 0.1, "seed": 0}
 
@@ -160,21 +183,23 @@ class DataConfig:
     """Dataset of a run.
 
     ``two_moons``: generated (section 4.1); ``n_train``, ``n_test``, ``noise_radius`` and ``seed`` fix
-    the data across runs.  ``cifar10`` / ``cifar100`` / ``tiny_imagenet`` (section 4.2, supplement B):
-    read from ``root`` (default ``$LIPCERT_DATA_ROOT/<name>``) in ``format`` ('auto' detects it; see
-    :mod:`lipcert.data.cifar`, :mod:`lipcert.data.tiny_imagenet`); ``subset_train`` / ``subset_test``
-    keep the first k images per class (quick scale); ``augment`` switches the supplement-B training
-    augmentation (crop, flip, colour jitter 0.25, rotation 2 degrees) on; two-moons has none.
+    the data across runs.  ``cifar10`` / ``cifar100`` / ``tiny_imagenet`` (section 4.2, supplement B) and
+    ``mnist`` (seed paper 004, Local-Lip): read from ``root`` (default ``$LIPCERT_DATA_ROOT/<name>``) in
+    ``format`` ('auto' detects it; see :mod:`lipcert.data.cifar`, :mod:`lipcert.data.tiny_imagenet`,
+    :mod:`lipcert.data.mnist`); ``subset_train`` / ``subset_test`` keep the first k images per class
+    (quick scale); ``augment`` switches the supplement-B training augmentation (crop, flip, colour
+    jitter 0.25, rotation 2 degrees) on; two-moons and MNIST have none (for MNIST ``augment`` has no
+    effect: :data:`lipcert.datasets.UNAUGMENTED`).
     Fields of one kind of dataset may not be set for the other.
     """
 
-    name: Literal["two_moons", "cifar10", "cifar100", "tiny_imagenet"]  # DATASET_NAMES below
+    name: Literal["two_moons", "cifar10", "cifar100", "tiny_imagenet", "mnist"]  # DATASET_NAMES below
     n_train: int = 2000
     n_test: int = 20000
     noise_radius: float = 0.1
     seed: int = 0
     root: str | None = None
-    format: Literal["auto", "torchvision", "pickle", "binary", "image_folder", "tiny_imagenet"] = "auto"
+    format: Literal["auto", "torchvision", "pickle", "binary", "image_folder", "tiny_imagenet", "idx"] = "auto"
     subset_train: int | None = None
     subset_test: int | None = None
     augment: bool = True

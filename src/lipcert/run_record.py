@@ -29,7 +29,7 @@ from pathlib import Path
 
 from .io_utils import read_json
 
-__all__ = ["CERTIFY_SUMMARY_KEYS", "CLEAN_KEY", "COLLAPSE_KEY", "CRA_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY",
+__all__ = ["pgd_key", "CERTIFY_SUMMARY_KEYS", "CLEAN_KEY", "COLLAPSE_KEY", "CRA_KEY", "DATA_LABEL_KEY", "K_F_KEY", "K_HF_KEY",
            "K_LOBO_KEY", "METRICS_SCHEMA_VERSION", "PAPER_RADII", "RETRY_KEY", "SEED_KEY", "TIGHTNESS_KEY",
            "TIGHTNESS_TOLERANCE", "certify_record", "collapse_of", "collapsed_attempt_dir", "cra_key",
            "data_label_of", "final_metrics_path", "finite_number", "headline_radius", "metrics_record",
@@ -43,6 +43,12 @@ PAPER_RADII: tuple[float, ...] = (36 / 255, 72 / 255, 108 / 255)
 def cra_key(eps: float, prefix: str = "") -> str:
     """The metrics key of the CRA (in %) at ℓ2 radius ``eps``: ``<prefix>cra_<eps:.6g>``."""
     return f"{prefix}cra_{float(eps):.6g}"
+
+
+def pgd_key(eps: float, prefix: str = "") -> str:
+    """The metrics key of the accuracy (in %) under the ℓ2 PGD-100 attack at radius ``eps``: ``<prefix>pgd_<eps:.6g>``
+    (seed 004's PGD column)."""
+    return f"{prefix}pgd_{float(eps):.6g}"
 
 
 def path_number(value: float | str) -> str:

@@ -14,7 +14,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Mapping, Sequence
 
-__all__ = ["polynomial", "linear", "piecewise_linear_lr", "step_decay_lr", "ScheduleConfig", "ScheduleSpec", "SCHEDULE_KINDS",
+__all__ = ["polynomial", "linear", "piecewise_linear_lr", "step_decay_lr", "exponential_decay_lr", "ScheduleConfig", "ScheduleSpec", "SCHEDULE_KINDS",
            "TRIANGULAR_KNOTS"]
 
 SCHEDULE_KINDS = ("constant", "linear", "polynomial")
@@ -223,3 +223,12 @@ class ScheduleConfig:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return {"kind": "constant", "start": float(value)}
         return value
+
+
+def exponential_decay_lr(epoch: int, epochs: int, base_lr: float, end_lr: float, hold_epochs: int) -> float:
+    """Seed 004 eq. (27): ``base_lr`` while epoch t = ``epoch`` + 1 <= m = ``hold_epochs``, then
+    base_lr (end_lr / base_lr)^((t - m) / (T - m)), reaching ``end_lr`` at t = T = ``epochs``."""
+    t = epoch + 1
+    if t <= hold_epochs or epochs <= hold_epochs:
+        return base_lr
+    return base_lr * (end_lr / base_lr) ** ((t - hold_epochs) / (epochs - hold_epochs))

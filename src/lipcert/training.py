@@ -27,19 +27,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .methods import bound_provider, certify_with
+from .methods import bound_provider, certificate, certify_with
 from .progress import eta_seconds, is_progress_epoch, progress_every, progress_line, start_line
 from .data.tensor_data import TensorData, as_model_input
 from .devices import describe_device, resolve_device, set_deterministic
 from .io_utils import atomic_torch_save, atomic_write_bytes, atomic_write_json
-from .losses.registry import build_loss, calibrated_model_constant, trains_with_bound
+from .losses.local_lip_loss import TrainingBatch
+from .losses.registry import (build_loss, calibrated_model_constant, loss_training_state, per_sample_loss,
+                              trains_with_bound)
 from .models import LipschitzClassifier, build_model
 from .run_config import RunConfig
 from .collapse import collapse_reason, retry_seed
-from .run_record import (COLLAPSE_KEY, RETRY_KEY, RunFiles, collapse_of, collapsed_attempt_dir, cra_key, read_metrics,
-                         final_metrics_path, headline_radius, retry_attempt_dir, retry_of)
+from .run_record import (COLLAPSE_KEY, RETRY_KEY, RunFiles, collapse_of, collapsed_attempt_dir, cra_key, pgd_key,
+                         read_metrics, final_metrics_path, headline_radius, retry_attempt_dir, retry_of)
 from .trained_run import load_trained_model  # re-exported: finished runs load without this module
-from .schedules import piecewise_linear_lr, step_decay_lr
+from .schedules import exponential_decay_lr, piecewise_linear_lr, step_decay_lr
 
 __all__ = ["NonFiniteLossError", "RunFiles", "TensorData", "final_metrics_path", "load_trained_model", "make_optimizer",
            "train_run", "train_step", "train_with_retries"]
@@ -97,6 +99,9 @@ def learning_rate(cfg: RunConfig, epoch: int, iteration: int, total_iterations: 
     lr = base_learning_rate(cfg)
     if o.lr_schedule == "triangular":
         return piecewise_linear_lr(iteration, total_iterations, lr)
+    if o.lr_schedule == "exponential":
+        hold = round(o.lr_hold * cfg.epochs) + (o.lr_hold_extra_epochs or 0)
+        return exponential_decay_lr(epoch, cfg.epochs, lr, o.lr_end, hold)
     return step_decay_lr(epoch, lr, o.lr_milestones, o.lr_gamma)
 
 
@@ -111,24 +116,35 @@ def make_loss(cfg: RunConfig, total_iterations: int):
 
 
 def evaluate(model: LipschitzClassifier, x: torch.Tensor, y: torch.Tensor, eps_list, prefix: str,
-             cfg: RunConfig | None = None) -> dict:
+             cfg: RunConfig | None = None, domain: tuple[float, float] | None = None) -> dict:
     """Clean accuracy and CRA (eq. (18)) with the frozen converged bound, as percentages.  ``x`` is stored data
     (uint8 images stay uint8; :func:`as_model_input` is applied per certification batch).  The run's bound provider
-    and certificate (:mod:`lipcert.methods`) decide; the defaults are the global bound and the ℓ2 margin."""
+    and certificate (:mod:`lipcert.methods`) decide; the defaults are the global bound and the ℓ2 margin.  A
+    certificate that runs PGD (``local_bcp``) adds its accuracy per radius (:func:`lipcert.run_record.pgd_key`) and
+    the number of samples that needed the local bound (``<prefix>local_checked_<eps>``)."""
     res = certify_with(model, x, y, eps_list, bound=cfg.bound if cfg else None,
-                       certificate_name=cfg.certificate if cfg else None, transform=as_model_input)
+                       certificate_name=cfg.certificate if cfg else None, transform=as_model_input, domain=domain)
     out = {f"{prefix}clean": 100.0 * res.clean_accuracy}
     for e, c in zip(res.eps_list, res.certified_accuracy):
         out[cra_key(e, prefix)] = 100.0 * c
+    details = res.details
+    for e in res.eps_list if "pgd_accuracy" in details else ():
+        key = f"{e:.6g}"
+        out[pgd_key(e, prefix)] = 100.0 * details["pgd_accuracy"][key]
+        out[f"{prefix}local_checked_{key}"] = details["local_checked"][key]
+        out[f"{prefix}local_seconds_{key}"] = details["local_seconds"][key]
     return out
 
 
 def train_step(model: LipschitzClassifier, optimizer: torch.optim.Optimizer, loss_fn, xb: torch.Tensor,
                yb: torch.Tensor, iteration: int, power_iter: int | None,
-               training_constant=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               training_constant=None, batch: TrainingBatch | None = None,
+               projected: list | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimisation step (supplement B): forward, K_body from ``power_iter`` warm-started power-iteration steps
     (None: no bound, K_body = 1) through ``training_constant(model, n_iter)`` (the run's bound provider,
-    :mod:`lipcert.methods`; default: the global bound's), the loss at ``iteration``, backward, optimiser step.
+    :mod:`lipcert.methods`; default: the global bound's), the loss at ``iteration`` (with ``batch`` as its sixth
+    argument for a per-sample loss, e.g. Local-Lip), backward, optimiser step, then the projections of the modules
+    in ``projected`` (``project_()``: ReLUθ thresholds to >= 0 after every step, seed 004's code).
 
     Returns the detached float64 loss, logits and K_body, all on the batch's device; nothing is read back to
     the host (a non-finite loss is the caller's to detect from the returned value).
@@ -138,10 +154,15 @@ def train_step(model: LipschitzClassifier, optimizer: torch.optim.Optimizer, los
         k_body = torch.ones((), device=xb.device)
     else:
         k_body = (training_constant or bound_provider(None).training_constant)(model, power_iter)
-    loss = loss_fn(logits, yb, k_body, model.head_weight(), iteration)
+    if batch is None:
+        loss = loss_fn(logits, yb, k_body, model.head_weight(), iteration)
+    else:
+        loss = loss_fn(logits, yb, k_body, model.head_weight(), iteration, batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+    for module in projected or ():
+        module.project_()
     return loss.detach().to(torch.float64), logits.detach(), k_body.detach()
 
 
@@ -247,6 +268,9 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     loss_fn = make_loss(cfg, total)
     needs_bound = trains_with_bound(cfg.loss)
     provider = bound_provider(cfg.bound)
+    per_sample = per_sample_loss(cfg.loss)
+    loss_state = loss_training_state(cfg.loss, model, n, files.root, cfg.seed)
+    projected = [m for m in model.modules() if hasattr(m, "project_")]
     start_epoch, iteration, history, elapsed = 0, 0, [], 0.0
 
     ckpt = None
@@ -263,6 +287,8 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
         aug_gen.set_state(ckpt["augment_rng"])
         _set_rng_state(ckpt["rng"])
         start_epoch, iteration, history, elapsed = ckpt["epoch"], ckpt["iteration"], ckpt["history"], ckpt["elapsed"]
+        if loss_state is not None:
+            loss_state.load_state_dict(ckpt["loss_state"])
 
     # stored inputs stay as they are (uint8 images: 1 byte per value); the model sees as_model_input(x)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
@@ -278,7 +304,8 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
             for group in optimizer.param_groups:
                 group["lr"] = lr
             model.train()
-            perm = torch.randperm(n, generator=order).to(device)
+            perm_host = torch.randperm(n, generator=order)  # host copy: per-sample state is indexed on the host
+            perm = perm_host.to(device)
             # Per-epoch sums stay on the device and are read once after the loop: no host synchronisation
             # inside it (issue 12).  The first non-finite loss of the epoch is remembered by its batch index.
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -297,9 +324,11 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
                     if cfg.optim.lr_schedule == "triangular":
                         for group in optimizer.param_groups:
                             group["lr"] = learning_rate(cfg, epoch, iteration, total)
+                    batch = TrainingBatch(model, xb, perm_host[b * bs:(b + 1) * bs], iteration, iters_per_epoch, cfg.loss.power_iter,
+                                          loss_state) if per_sample else None
                     detached, logits, k_body = train_step(model, optimizer, loss_fn, xb, yb, iteration,
                                                           cfg.loss.power_iter if needs_bound else None,
-                                                          provider.training_constant)
+                                                          provider.training_constant, batch, projected)
                     newly_bad = (first_bad < 0) & ~torch.isfinite(detached)
                     first_bad = torch.where(newly_bad, b, first_bad)
                     bad_loss = torch.where(newly_bad, detached, bad_loss)
@@ -320,6 +349,8 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
             if bad_batch >= 0:
                 raise _non_finite(bad_value, epoch, epoch_start_iteration, int(bad_batch))
             loss_sum, correct = loss_total, int(correct_total)
+            if loss_state is not None:
+                loss_state.end_epoch()
             train_s = time.perf_counter() - t0  # the read above waited for the epoch's last kernel
             report = model.converge(cfg.converge_tol)
             entry = {"epoch": epoch + 1, "iteration": iteration, "lr": lr, "loss": loss_sum / max(seen, 1),
@@ -329,9 +360,11 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
                      "converge_iterations": report.iterations, "converge_s": report.seconds, "train_s": train_s}
             last = epoch + 1 == cfg.epochs
             if last or (epoch + 1) % cfg.eval_every == 0:
-                entry.update(evaluate(model, x_test, y_test, cfg.eval_eps, "", cfg))
-            if last:
-                entry.update(evaluate(model, x_train, y_train, cfg.eval_eps, "train_", cfg))
+                entry.update(evaluate(model, x_test, y_test, cfg.eval_eps, "", cfg, data.domain))
+            if last:  # a model-level certificate (local bound, PGD) on the whole training set would cost more than
+                # the run: the train_ CRA of such a run is the global certificate's (a lower bound of its own)
+                train_cfg = replace(cfg, certificate=None) if certificate(cfg.certificate).certify_model else cfg
+                entry.update(evaluate(model, x_train, y_train, cfg.eval_eps, "train_", train_cfg, data.domain))
             elapsed += time.perf_counter() - t0
             entry["elapsed_s"] = elapsed
             history.append(entry)
@@ -339,7 +372,8 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
                 "version": CHECKPOINT_VERSION, "fingerprint": cfg.fingerprint(), "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "order_rng": order.get_state(), "augment_rng": aug_gen.get_state(),
                 "rng": _rng_state(), "epoch": epoch + 1, "iteration": iteration, "history": history,
-                "elapsed": elapsed, "code_version": code_version}, files.checkpoint)
+                "elapsed": elapsed, "code_version": code_version,
+                "loss_state": None if loss_state is None else loss_state.state_dict()}, files.checkpoint)
             if tracker is not None:
                 tracker.log_epoch(epoch + 1, {k: v for k, v in entry.items() if k != "epoch"})
             epochs_done_now += 1

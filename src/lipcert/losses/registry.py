@@ -22,11 +22,12 @@ from lipcert.losses.calibrated_loss import CalibratedLossConfig, calibrated_loss
 from lipcert.losses.certificate_regularized import CertificateRegularizedConfig, certificate_regularized_loss
 from lipcert.losses.cross_entropy import CrossEntropyConfig, cross_entropy_loss
 from lipcert.losses.gloro_loss import GloroLossConfig, gloro_loss
+from lipcert.losses.local_lip_loss import LocalLipLossConfig, local_lip_loss, local_lip_state
 from lipcert.losses.margin_hinge import MarginHingeConfig, margin_hinge_loss
 from lipcert.schedules import ScheduleConfig
 
 __all__ = ["LOSSES", "LossEntry", "build_loss", "calibrated_model_constant", "loss_keys", "loss_settings",
-           "register_loss", "settings_from_mapping", "trains_with_bound"]
+           "loss_training_state", "per_sample_loss", "register_loss", "settings_from_mapping", "trains_with_bound"]
 
 # loss(logits, targets, k_body, head_weight, t) -> scalar tensor
 LossFn = Callable[..., object]
@@ -37,12 +38,19 @@ class LossEntry:
     """``build(settings, T) -> LossFn``; ``uses_bound``: whether it trains with K_body (a bool, or a function of
     the settings, e.g. cross-entropy only with a lam K^2 term); ``model_constant(settings, k_f, t, T) -> K(h∘f)``;
     ``config``: the frozen dataclass of the loss's keys (``settings`` is an instance of it, validated from the
-    run's ``loss`` section by :func:`lipcert.config_validation.from_dict`)."""
+    run's ``loss`` section by :func:`lipcert.config_validation.from_dict`).
+
+    ``per_sample``: the loss takes a sixth argument, a :class:`lipcert.losses.local_lip_loss.TrainingBatch` (model,
+    inputs, their training-set positions, step counters), e.g. for a per-input bound; ``training_state(settings,
+    model, n_train, run_dir, seed)`` makes the run's state such a loss keeps between steps (with ``end_epoch()``,
+    ``state_dict()``, ``load_state_dict()``; saved in the checkpoint), or is None."""
 
     build: Callable[[Any, int], LossFn]
     uses_bound: bool | Callable[[Any], bool]
     model_constant: Callable[[Any, float, int, int], float]
     config: type
+    per_sample: bool = False
+    training_state: Callable[..., Any] | None = None
 
 
 def _value(spec: ScheduleConfig | None, t: int, total: int, default=None):
@@ -116,6 +124,8 @@ LOSSES: dict[str, LossEntry] = {
     "certificate_regularized": LossEntry(_certificate_regularized, False, _k_f, CertificateRegularizedConfig),  # SOC
     "margin_hinge": LossEntry(_margin_hinge, False, _k_f, MarginHingeConfig),  # CPL
     "aol": LossEntry(_aol, False, _k_f, AOLLossConfig),                     # SLL / LBDN
+    "local_lip": LossEntry(local_lip_loss, False, _k_f, LocalLipLossConfig,  # Local-Lip-B / -G, seed 004 eq. (25)
+                           per_sample=True, training_state=local_lip_state),
 }
 
 
@@ -183,6 +193,17 @@ def loss_settings(name: str, settings=None):
 def build_loss(loss, total_iterations: int) -> LossFn:
     """The run's loss ``f(logits, targets, k_body, head_weight, t)`` with its scheduled values at t of T."""
     return _entry(loss).build(loss.settings, total_iterations)
+
+
+def per_sample_loss(loss) -> bool:
+    """Whether the run's loss takes the :class:`~lipcert.losses.local_lip_loss.TrainingBatch` argument."""
+    return _entry(loss).per_sample
+
+
+def loss_training_state(loss, model, n_train: int, run_dir, seed: int):
+    """The state the run's loss keeps between steps (None for most losses)."""
+    factory = _entry(loss).training_state
+    return None if factory is None else factory(loss.settings, model, n_train, run_dir, seed)
 
 
 def trains_with_bound(loss) -> bool:
