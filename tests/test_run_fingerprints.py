@@ -85,6 +85,22 @@ PINNED = [
     ('params/cifar100.yaml', 'sll', ['epochs=1'], 'a31984c9aee230ee'),
     ('params/cifar100.yaml', 'cll_sll', [], 'df10afcc06e817ca'),
     ('params/cifar100.yaml', 'cll_sll', ['epochs=1'], 'fe49ab686517e327'),
+    ('params/two_moons.yaml', 'local_lip_b', [], '3271d915ea01019e'),
+    ('params/two_moons.yaml', 'local_lip_b', ['epochs=1'], 'f44a9e1ba6f77ff5'),
+    ('params/two_moons.yaml', 'local_lip_g', [], 'd3e6a18bf4182c44'),
+    ('params/two_moons.yaml', 'local_lip_g', ['epochs=1'], 'a51558c01d150559'),
+    ('params/cifar10.yaml', 'local_lip_b', [], '7a19b55a1c6ac049'),
+    ('params/cifar10.yaml', 'local_lip_b', ['epochs=1'], '2286998fb9223bca'),
+    ('params/cifar10.yaml', 'local_lip_g', [], 'e3d4bf0578091545'),
+    ('params/cifar10.yaml', 'local_lip_g', ['epochs=1'], '6814bfec44856f85'),
+    ('params/cifar10.yaml', 'local_lip_b_maxmin', [], '59fedc7d67770865'),
+    ('params/cifar10.yaml', 'local_lip_b_maxmin', ['epochs=1'], 'e2fd7f979d647a39'),
+    ('params/tiny_imagenet.yaml', 'local_lip_b_maxmin', [], '034428cfc0c7d212'),
+    ('params/tiny_imagenet.yaml', 'local_lip_b_maxmin', ['epochs=1'], '4a1d72f305c02fac'),
+    ('params/mnist.yaml', 'local_lip_g', [], 'e8147db0405a46a7'),
+    ('params/mnist.yaml', 'local_lip_g', ['epochs=1'], '9a575a68cd647970'),
+    ('params/mnist.yaml', 'local_lip_b', [], '35c993faae1fcc7d'),
+    ('params/mnist.yaml', 'local_lip_b', ['epochs=1'], '6a0199c2990c72db'),
 ]
 
 
