@@ -151,3 +151,16 @@ def test_cli_rejects_bad_arguments():
         main(["converge", "--threads", "0"])
     with pytest.raises(SystemExit):
         main(["nonsense"])
+
+
+def test_local_bound_benchmark_times_three_steps_and_counts_vector_bytes(tmp_path, monkeypatch, capsys):
+    spec = {"input_shape": [3, 8, 8], "layers": "c(4,3,1,1) c(8,4,2,1) d(16) d(10)", "activation": "relu_theta"}
+    (tmp_path / "architectures.yaml").write_text(yaml.safe_dump({"tiny_relu_theta": spec}))
+    monkeypatch.setenv("LIPCERT_PARAMS_DIR", str(tmp_path))
+    assert main(["local_bound", "--models", "tiny_relu_theta", "--threads", "1", "--batch-size", "4", "--warmup", "0",
+                 "--repeats", "1"]) == 0
+    records = [json.loads(line[5:]) for line in capsys.readouterr().out.splitlines() if line.startswith("JSON ")]
+    (record,) = [r for r in records if r["benchmark"] == "local_bound"]
+    # fp16, two buffers, the inputs of the three body layers: 3*8*8 + 4*8*8 + 8*4*4
+    assert record["vector_bytes_per_sample"] == 2 * 2 * (192 + 256 + 128)
+    assert record["local_bound_s_per_step"] > 0 and record["global_bound_s_per_step"] > 0

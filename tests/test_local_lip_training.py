@@ -141,3 +141,19 @@ def test_random_starts_keep_no_vectors_and_gloro_mode_trains(tiny_archs):
     metrics = train_run(cfg, _images(), tiny_archs / "run", progress=False)
     assert not (tiny_archs / "run" / "local_vectors").exists()
     assert math.isfinite(metrics["loss"]) and 0 <= metrics["cra_0.05"] <= metrics["pgd_0.05"] <= metrics["clean"]
+
+
+def test_select_on_test_reports_the_best_evaluated_epoch_after_the_ramps(tiny_archs):
+    cfg = _image_cfg("tiny_relu_theta", epochs=4, eval_every=1, select_on_test="true")
+    metrics = train_run(cfg, _images(), tiny_archs / "run", progress=False)
+    import json
+    record = json.loads((tiny_archs / "run" / "metrics.json").read_text())
+    history = json.loads((tiny_archs / "run" / "history.json").read_text())
+    after = [h for h in history if h["epoch"] >= 2]  # ramps end at half of the 4 epochs
+    best = max(after, key=lambda h: h["cra_0.05"])
+    assert metrics["cra_0.05"] == best["cra_0.05"] and metrics["clean"] == best["clean"]
+    if best["epoch"] != 4:
+        assert record["extra"]["selected_on_test_epoch"] == best["epoch"]
+    plain = train_run(_image_cfg("tiny_relu_theta", epochs=4, eval_every=1), _images(), tiny_archs / "plain",
+                      progress=False)
+    assert plain["cra_0.05"] == history[-1]["cra_0.05"]  # default off: the last epoch

@@ -665,7 +665,8 @@ def benchmark_local_bound(make_model: ModelFactory, *, label: str = "", batch_si
 
 
 def _run_local_bound(args: argparse.Namespace) -> None:
-    for name in args.models or DEFAULT_MODELS["local_bound"]:
+    known = load_architectures()
+    for name in args.models or [n for n in DEFAULT_MODELS["local_bound"] if n in known]:
         _emit(benchmark_local_bound(_factory(name, args.seed), label=name, batch_size=args.batch_size,
                                     warmup=min(args.warmup, 2), steps=min(args.repeats, 5)))
 

@@ -26,7 +26,7 @@ __all__ = ["DATA_ROOT_ENV", "DataConfig", "LossConfig", "OptimConfig", "RunConfi
            "load_run_config"]
 
 # keys added after runs existed: left out of the fingerprint while unset (old runs keep theirs)
-_ENTER_ONLY_WHEN_SET = (("optim", "lr_reference_batch"), (None, "bound"), (None, "certificate"), ("optim", "lr_end"),
+_ENTER_ONLY_WHEN_SET = (("optim", "lr_reference_batch"), (None, "bound"), (None, "certificate"), (None, "select_on_test"), ("optim", "lr_end"),
                         ("optim", "lr_hold"), ("optim", "lr_hold_extra_epochs"))
 
 # --- compatibility with the one shared loss layout (before each loss owned its keys, issue 13 item 1) --------------
@@ -261,6 +261,9 @@ class RunConfig:
     head: Literal["linear", "lln", "pooling_linear"] = "linear"
     bound: str | None = None        # a registered bound provider (lipcert.methods); None: "global"
     certificate: str | None = None  # a registered certificate (lipcert.methods); None: "l2_margin"
+    # seed 004's code (default off): keep the model of the evaluated epoch with the best test CRA after the loss's
+    # ramps and report it (test-set model selection; seed_systems_code.md B.1.5)
+    select_on_test: bool | None = None
 
     def __post_init__(self) -> None:
         from .methods import bound_provider, certificate  # validates the names (imports torch, as the losses do)

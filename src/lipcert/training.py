@@ -272,6 +272,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     loss_state = loss_training_state(cfg.loss, model, n, files.root, cfg.seed)
     projected = [m for m in model.modules() if hasattr(m, "project_")]
     start_epoch, iteration, history, elapsed = 0, 0, [], 0.0
+    best_on_test = None  # {"entry", "model"} with cfg.select_on_test
 
     ckpt = None
     if files.checkpoint.exists():
@@ -289,6 +290,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
         start_epoch, iteration, history, elapsed = ckpt["epoch"], ckpt["iteration"], ckpt["history"], ckpt["elapsed"]
         if loss_state is not None:
             loss_state.load_state_dict(ckpt["loss_state"])
+        best_on_test = ckpt.get("best_on_test")
 
     # stored inputs stay as they are (uint8 images: 1 byte per value); the model sees as_model_input(x)
     x_train, y_train = data.x_train.to(device), data.y_train.to(device)
@@ -368,12 +370,15 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
             elapsed += time.perf_counter() - t0
             entry["elapsed_s"] = elapsed
             history.append(entry)
+            if cfg.select_on_test:
+                best_on_test = _select_on_test(best_on_test, entry, model, cfg, iteration / total)
             atomic_torch_save({
                 "version": CHECKPOINT_VERSION, "fingerprint": cfg.fingerprint(), "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "order_rng": order.get_state(), "augment_rng": aug_gen.get_state(),
                 "rng": _rng_state(), "epoch": epoch + 1, "iteration": iteration, "history": history,
                 "elapsed": elapsed, "code_version": code_version,
-                "loss_state": None if loss_state is None else loss_state.state_dict()}, files.checkpoint)
+                "loss_state": None if loss_state is None else loss_state.state_dict(),
+                "best_on_test": best_on_test}, files.checkpoint)
             if tracker is not None:
                 tracker.log_epoch(epoch + 1, {k: v for k, v in entry.items() if k != "epoch"})
             epochs_done_now += 1
@@ -388,6 +393,11 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
         raise
 
     final = dict(history[-1])
+    selected = {}
+    if best_on_test is not None and best_on_test["entry"]["epoch"] != final["epoch"]:
+        final = {**final, **{k: v for k, v in best_on_test["entry"].items() if not k.startswith("train_")}}
+        model.load_state_dict(best_on_test["model"])
+        selected = {"selected_on_test_epoch": best_on_test["entry"]["epoch"]}
     atomic_torch_save(model.state_dict(), files.model)
     atomic_write_json(files.history, history)
     # the flag is an output, not a parameter: the fingerprint stays that of the config (issue 13, item 5)
@@ -397,7 +407,7 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
     record = write_metrics(files.metrics, final, cfg.to_dict(), cfg.seed, elapsed,
                            extra={"fingerprint": cfg.fingerprint(), "data": data.label,
                                   "iterations_per_epoch": iters_per_epoch, "numerics": describe_device(device),
-                                  COLLAPSE_KEY: collapse,
+                                  COLLAPSE_KEY: collapse, **selected,
                                   **({"code_version": code_version} if code_version is not None else {})})
     if files.failed.exists():
         files.failed.unlink()
@@ -405,6 +415,22 @@ def train_run(cfg: RunConfig, data: TensorData, out_dir: str | Path, *, tracker=
         tracker.log_final(final)
         tracker.log_artifact(files.metrics)
     return record["metrics"]
+
+
+def _ramps_end(cfg: RunConfig) -> float:
+    """The fraction of the run after which the loss's schedules are constant (local_lip: warm-up + ramp; others 0)."""
+    return float(cfg.loss.get("warmup", 0.0) or 0.0) + float(cfg.loss.get("ramp", 0.0) or 0.0)
+
+
+def _select_on_test(best: dict | None, entry: dict, model, cfg: RunConfig, progress: float) -> dict | None:
+    """``select_on_test`` (seed 004's code, ``*_best.pth``): after the ramps, an evaluated epoch whose test CRA at the
+    headline radius beats the kept one replaces it (its entry and a copy of the model's state)."""
+    key = cra_key(headline_radius(cfg.to_dict()))
+    if key not in entry or progress < _ramps_end(cfg) - 1e-12:
+        return best
+    if best is None or entry[key] > best["entry"][key]:
+        return {"entry": dict(entry), "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+    return best
 
 
 def _progress_radius(cfg: RunConfig) -> float:
