@@ -106,7 +106,7 @@ def test_overrides_are_derived_from_the_experiment():
     with pytest.raises(ValueError, match="variant 'lam' is not"):
         run_overrides(PARAMS, "cifar10", "4C3F", "cll", "0.15", "0.15", "lam")
     with pytest.raises(ValueError, match="no params file"):
-        run_overrides(PARAMS, "mnist", "4C3F", "cll", "0.15", "0.15")
+        run_overrides(PARAMS, "svhn", "4C3F", "cll", "0.15", "0.15")
 
 
 def test_appended_radius_keeps_the_paper_radii_defined_once():
