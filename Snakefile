@@ -64,6 +64,11 @@ rule table2:
         target_files("table2"),
 
 
+rule locallip_table2:
+    input:
+        target_files("locallip_table2"),
+
+
 rule tableD6:
     input:
         target_files("tableD6"),
@@ -106,6 +111,7 @@ rule all:
         rules.figD2.input,
         rules.table1.input,
         rules.table2.input,
+        rules.locallip_table2.input,
         rules.tableD6.input,
         rules.tableD7.input,
         rules.tableD8.input,

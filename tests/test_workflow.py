@@ -18,7 +18,7 @@ ENV = {**os.environ, "MPLBACKEND": "Agg", "DVC_NO_ANALYTICS": "1", "MLFLOW_DISAB
 ENV.pop("MLFLOW_TRACKING_URI", None)
 # the image targets' DAGs check at build time that their data folders exist (lipcert.plan.check_data_root)
 _DATA_ROOT = Path(tempfile.mkdtemp(prefix="lipcert-dry-data-"))
-for _name in ("cifar10", "cifar100", "tiny_imagenet"):
+for _name in ("cifar10", "cifar100", "tiny_imagenet", "mnist"):
     (_DATA_ROOT / _name).mkdir()
 ENV["LIPCERT_DATA_ROOT"] = str(_DATA_ROOT)
 
@@ -61,23 +61,34 @@ def test_table2_dag_at_paper_scale():
     assert rows[("4C3F", "cll")] == {str(s) for s in range(1, 10)}
     one_lipschitz = {("LipConv-20", "soc"), ("LipConv-20", "cll_lipconv"), ("CPL-XL", "cpl"), ("CPL-XL", "cll_cpl"),
                      ("SLL-XL", "sll"), ("SLL-XL", "cll_sll")}
-    assert set(rows) == {("4C3F", "cll"), ("6C2F", "cll"), ("4C3F", "gloro"), ("6C2F", "gloro"), *one_lipschitz,
+    assert set(rows) == {("4C3F", "cll"), ("6C2F", "cll"), ("4C3F", "gloro"), ("6C2F", "gloro"),
+                         ("6C2F_clipped_maxmin", "local_lip_b_maxmin"), *one_lipschitz,
                          *((f"{model}_cifar100", method) for model, method in one_lipschitz)}
     assert all(len(seeds) == 9 for seeds in rows.values())
     counts = _job_counts("table2")
-    # CIFAR-10: 4 rows on 4C3F/6C2F + 6 rows on the 1-Lipschitz architectures (SOC, CPL, SLL and CLL on each);
-    # CIFAR-100: the same 6 rows on the 100-class variants; 9 seeds each
-    assert counts["train"] == 90 + 54 and counts["tightness"] == 144 and counts["certify"] == 144
+    # CIFAR-10: 4 rows on 4C3F/6C2F + Local-Lip-B (6C2F MaxMin) + 6 rows on the 1-Lipschitz architectures (SOC,
+    # CPL, SLL and CLL on each); CIFAR-100: the same 6 rows on the 100-class variants; 9 seeds each
+    assert counts["train"] == 99 + 54 and counts["tightness"] == 153 and counts["certify"] == 153
     assert counts["prepare_data"] == 2 and counts["paper_table"] == 1 and counts["render_table_notebook"] == 1
 
 
 def test_table1_and_per_seed_dags_at_paper_scale():
-    # GloRo+TRADES and two CLL 8C2F settings + SOC LipConv-10/20, CLL LipConv-20, SLL-XL, LBDN Sandwich; 9 seeds
-    assert _job_counts("table1")["train"] == 72
-    assert _job_counts("tableD6")["train"] == 144  # reuses table 2's runs (both datasets: one manifest)
-    assert _job_counts("tableD8")["train"] == 72  # reuses table 1's runs
+    # GloRo+TRADES, Local-Lip-B (8C2F MaxMin) and two CLL 8C2F settings + SOC LipConv-10/20, CLL LipConv-20, SLL-XL,
+    # LBDN Sandwich; 9 seeds
+    assert _job_counts("table1")["train"] == 81
+    assert _job_counts("tableD6")["train"] == 153  # reuses table 2's runs (both datasets: one manifest)
+    assert _job_counts("tableD8")["train"] == 81  # reuses table 1's runs
     counts = _job_counts("tableD7")  # CIFAR-100: table 2's lower half
-    assert counts["per_seed_table"] == 1 and counts["train"] == 144
+    assert counts["per_seed_table"] == 1 and counts["train"] == 153
+
+
+def test_locallip_table2_dag_at_paper_scale():
+    # seed 004 table 2: 2 MNIST rows + 5 CIFAR-10 rows, 9 seeds each; MNIST and CIFAR-10 data prepared once each
+    counts = _job_counts("locallip_table2")
+    assert counts["train"] == 63 and counts["certify"] == 63 and counts["prepare_data"] == 2
+    assert counts["paper_table"] == 1 and counts["render_table_notebook"] == 1
+    shell = _dry_run("locallip_table2", "--printshellcmds")
+    assert "--metrics clean pgd cra s_epoch" in shell and "model=4C3F_mnist_relu_theta" in shell
 
 
 def test_sweep_dags_at_paper_scale():
@@ -93,9 +104,10 @@ def test_sweep_dags_at_paper_scale():
 
 def test_figD2_and_all_dag_at_paper_scale():
     assert _job_counts("figD2")["train"] == 7  # printed p in {0.75, 0.5, 0.25, 0.1, 0.01, 1e-3, 1e-4}
-    # fig4, figD2, table2 (= D6, D7; 90 CIFAR-10 + 54 CIFAR-100), table1 (= D8); shared runs are trained once: tableD5's (0.5, p 0.01) cell
-    # is table 1's seed 1, fig5's CLL and GloRo at eps 0.15 are table 2's seed 1, figD1's CLL runs are table 2's
-    assert _job_counts("all")["train"] == 8 + 7 + 144 + 72 + (25 - 1) + (21 - 2) + (18 - 9) + 15
+    # fig4, figD2, table2 (= D6, D7; 99 CIFAR-10 + 54 CIFAR-100), table1 (= D8), locallip_table2 (its MaxMin row is
+    # table 2's Local-Lip-B); shared runs are trained once: tableD5's (0.5, p 0.01) cell is table 1's seed 1, fig5's
+    # CLL and GloRo at eps 0.15 are table 2's seed 1, figD1's CLL runs are table 2's
+    assert _job_counts("all")["train"] == 8 + 7 + 153 + 81 + (63 - 9) + (25 - 1) + (21 - 2) + (18 - 9) + 15
 
 
 def test_bad_config_is_rejected_by_the_schema():
@@ -286,3 +298,37 @@ def test_image_targets_end_to_end_at_ci_scale_on_generated_cifar(ci_project, tmp
         assert (figures / f"{stem}.png").read_bytes()[:4] == b"\x89PNG", stem
         assert "scale 'ci'" in (figures / f"{stem}.md").read_text(), stem
         assert (ci_project / "results" / "ci" / "notebooks" / f"{stem}.html").stat().st_size > 0, stem
+
+
+@pytest.mark.slow
+def test_locallip_table2_end_to_end_at_ci_scale_on_generated_mnist_and_cifar(ci_project, tmp_path):
+    """Seed 004's table 2 at ci scale: a miniature MNIST as IDX files and a miniature CIFAR-10 as pickle batches, found
+    through LIPCERT_DATA_ROOT; all 7 rows trained (1 epoch, 4 images per class), certified with PGD-100 and the local
+    bound, and tabled with clean / PGD / certified at each row's radius and s/epoch."""
+    from test_image_data import _cifar, write_cifar_pickle
+    from test_mnist_data import _mnist, write_mnist
+
+    write_cifar_pickle(tmp_path / "data" / "cifar10", *_cifar(10, train_per_class=4, test_per_class=4))
+    write_mnist(tmp_path / "data" / "mnist", *_mnist(train_per_class=4, test_per_class=4))
+    env_before = ENV.get("LIPCERT_DATA_ROOT")
+    ENV["LIPCERT_DATA_ROOT"] = str(tmp_path / "data")
+    try:
+        _run([str(BIN / "snakemake"), "locallip_table2", "--cores", "2", "--resources", "gpu=2"], cwd=ci_project)
+    finally:
+        if env_before is None:
+            ENV.pop("LIPCERT_DATA_ROOT")
+        else:
+            ENV["LIPCERT_DATA_ROOT"] = env_before
+    import pandas as pd
+
+    out = ci_project / "results" / "ci"
+    table = pd.read_csv(out / "tables" / "locallip_table2.csv", keep_default_na=False, na_values=[""])
+    assert len(table) == 7 and (table["status"] == "reproduced").all() and (table["scale"] == "ci").all()
+    for metric in ("clean", "pgd", "cra"):
+        assert table[f"{metric}_ours"].between(0, 100).all(), metric
+    assert (table["cra_ours"] <= table["pgd_ours"] + 1e-9).all()  # certified samples survive the attack
+    assert (table["s_epoch_ours"] > 0).all()
+    assert sorted(set(table["radius"].round(6))) == [0.141176, 1.58]
+    md = (out / "tables" / "locallip_table2.md").read_text()
+    assert "scale 'ci'" in md and "| Radius |" in md and "V100" in md
+    assert (out / "notebooks" / "locallip_table2.html").stat().st_size > 0

@@ -24,9 +24,9 @@ __all__ = ["ACCURACY_METRICS", "MISSING", "csv_float", "display_accuracy", "disp
 MISSING = "–"
 """Shown for a value that is absent (None or NaN)."""
 
-ACCURACY_METRICS = ("clean", "cra", "train_cra", "tightness")
-"""Percentages bounded by 100, shown rounded down: a metric named so, or starting with ``cra_``, ``train_cra_`` or
-``clean_`` (a
+ACCURACY_METRICS = ("clean", "cra", "train_cra", "tightness", "pgd")
+"""Percentages bounded by 100, shown rounded down: a metric named so, or starting with ``cra_``, ``train_cra_``,
+``pgd_`` (the accuracy under PGD-100) or ``clean_`` (a
 column's ``gloro_`` / ``cll_`` prefix and ``_ours`` / ``_paper`` suffix aside; ``_std`` / ``_diff`` / ``_n``
 columns are not percentages of this kind)."""
 
@@ -42,7 +42,7 @@ def is_accuracy(metric: str) -> bool:
         return False
     for suffix in ("_ours", "_paper", "_mean"):
         name = name.removesuffix(suffix)
-    return name in ACCURACY_METRICS or name.startswith(("cra_", "clean_", "train_cra_"))
+    return name in ACCURACY_METRICS or name.startswith(("cra_", "clean_", "train_cra_", "pgd_"))
 
 
 _ACCURACY_DIGITS = 12

@@ -117,6 +117,13 @@ def target_key(key):
     return lambda wildcards: TARGETS[wildcards.target][key]
 
 
+def table_metrics(wildcards):
+    """Params function: a paper table's metric columns (the target's `metrics`; default CLL Tables 1 and 2's)."""
+    from lipcert.reporting.records import METRICS
+
+    return " ".join(TARGETS[wildcards.target].get("metrics", METRICS))
+
+
 def n_columns(wildcards):
     """A two-moons figure's panel columns: one per value of the target's `columns` axis."""
     runs = plan.target_runs(TARGETS, wildcards.target, SCALE_CFG)

@@ -80,10 +80,11 @@ rule paper_table:
         code=code_version("tables"),
         scale=SCALE,
         paper=target_key("paper"),
+        metrics=table_metrics,
         stem=output_stem,
     shell:
         "python -m lipcert.reporting.tables table --manifest {input.manifest} --paper {params.paper} "
-        "--scale {params.scale} --out {params.stem} > {log} 2>&1"
+        "--metrics {params.metrics} --scale {params.scale} --out {params.stem} > {log} 2>&1"
 
 
 rule per_seed_table:

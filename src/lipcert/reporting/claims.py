@@ -213,6 +213,18 @@ def _table2(t: pd.DataFrame) -> list[Claim]:
     return [*claims, _seeds(t, 9, "sec. 4.2")]
 
 
+def _locallip_table2(t: pd.DataFrame) -> list[Claim]:
+    """Seed 004 table 2, CIFAR-10: B certifies more than G on 4C3F and 6C2F; MaxMin raises B's on 6C2F."""
+    cra = lambda method, model, variant="": float(  # noqa: E731
+        r["cra_ours"]) if (r := _row(t, "CIFAR-10", method, model, variant)) is not None else math.nan
+    pairs = [(f"CIFAR-10 {m}: Local-Lip-B certifies more than Local-Lip-G", ("Local-Lip-B", m), ("Local-Lip-G", m),
+              ("Local-Lip-B", "Local-Lip-G")) for m in ("4C3F", "6C2F")]
+    pairs.append(("CIFAR-10 6C2F: MaxMin raises Local-Lip-B's certified accuracy", ("Local-Lip-B", "6C2F", "MaxMin"),
+                  ("Local-Lip-B", "6C2F"), ("MaxMin", "ReLUθ")))
+    return [_compare(text, "seed 004, table 2 (CIFAR-10)", [("Certified", cra(*a), cra(*b))], "cra",
+                     lambda x, y: x > y, names) for text, a, b, names in pairs]
+
+
 def _per_seed(t: pd.DataFrame) -> list[Claim]:
     claims = []
     for (model, variant), block in t.groupby(["model", t["variant"].fillna("")], sort=False):
@@ -342,7 +354,8 @@ def _figD4_temperature(t: pd.DataFrame) -> list[Claim]:
 
 
 TARGETS: dict[str, Callable[[pd.DataFrame], list[Claim]]] = {
-    "fig4": _fig4, "figD2": _figD2, "table1": _table1, "table2": _table2, "tableD6": _per_seed, "tableD7": _per_seed,
+    "fig4": _fig4, "figD2": _figD2, "table1": _table1, "table2": _table2, "locallip_table2": _locallip_table2,
+    "tableD6": _per_seed, "tableD7": _per_seed,
     "tableD8": _per_seed, "tableD5": _tableD5, "fig5_eps_sweep": _fig5_eps, "fig5_slack_sweep": _fig5_slack,
     "figD1": _figD1, "figD4_lambda": _figD4_lambda, "figD4_delta": _figD4_delta,
     "figD4_temperature": _figD4_temperature,

@@ -20,13 +20,13 @@ import pandas as pd
 
 from ..io_utils import read_json
 from ..run_record import (CLEAN_KEY, PAPER_RADII, SEED_KEY, RunFiles, collapse_of, cra_key, data_label_of, finite_number,
-                          read_certify, read_metrics, read_tightness, retry_of)
+                          pgd_key, read_certify, read_history, read_metrics, read_tightness, retry_of)
 from . import paper_tables
 
 __all__ = ["CERTIFIED_METRICS", "CLEAN_AGREEMENT_TOLERANCE", "CRA_RADII", "KEY_COLUMNS", "METRICS", "SCALES",
            "STATUS_NOT_REPRODUCED", "STATUS_OURS_ONLY", "STATUS_REPRODUCED", "TRAINING_METRICS", "ManifestRow",
-           "RunMetrics", "SeedFlags", "SeedSummary", "aggregate_seeds", "check_clean_agreement", "check_scale",
-           "finite_number", "is_missing", "read_manifest", "read_paper_table", "read_run_metrics", "read_runs",
+           "RADIUS_METRICS", "RunMetrics", "SeedFlags", "SeedSummary", "TABLE_METRICS", "TIMING_METRICS", "aggregate_seeds", "check_clean_agreement", "check_scale",
+           "finite_number", "is_missing", "mean_epoch_seconds", "read_manifest", "read_paper_table", "read_run_metrics", "read_runs",
            "run_data_label", "row_status", "scale_caveat", "string_field", "summarise", "summarise_runs"]
 
 
@@ -36,6 +36,20 @@ KEY_COLUMNS = ("dataset", "method", "model", "variant")
 
 METRICS = ("clean", "cra_36", "cra_72", "cra_108", "K_f", "K_hf", "tightness")
 """Metric columns of Tables 1 and 2: accuracies, CRA and tightness in %, K(f) and K(h∘f)."""
+
+
+RADIUS_METRICS = ("pgd", "cra")
+"""Metrics at a table row's own radius (the paper CSV's ``radius`` column; seed 004 table 2: 1.58 on MNIST, 36/255 on
+CIFAR-10): ``pgd`` the accuracy under PGD-100 (training's metrics.json, :func:`lipcert.run_record.pgd_key`), ``cra``
+the certified accuracy (certify.json, :func:`lipcert.run_record.cra_key`); both in %."""
+
+
+TIMING_METRICS = ("s_epoch",)
+"""``s_epoch``: seconds of training per epoch, the mean of the history's ``train_s`` (history.json)."""
+
+
+TABLE_METRICS = (*METRICS, *RADIUS_METRICS, *TIMING_METRICS)
+"""Every metric a paper table can show (a target's ``metrics`` in params/workflow.yaml; default :data:`METRICS`)."""
 
 
 CRA_RADII = dict(zip(("cra_36", "cra_72", "cra_108"), PAPER_RADII))
@@ -200,7 +214,15 @@ def check_clean_agreement(record: Mapping[str, Any], certified: Mapping[str, flo
             "and test set; re-run the certify stage for this run")
 
 
-def read_run_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
+def mean_epoch_seconds(run_dir: str | os.PathLike[str]) -> float | None:
+    """The mean of the ``train_s`` (seconds of training in that epoch) of a run's history.json; None when no entry
+    records it."""
+    seconds = [finite_number(entry["train_s"], f"{run_dir}/history.json: epoch {entry['epoch']} 'train_s'")
+               for entry in read_history(run_dir) if entry.get("train_s") is not None]
+    return float(np.mean(seconds)) if seconds else None
+
+
+def read_run_metrics(run_dir: str | os.PathLike[str], radius: float | None = None, timing: bool = False) -> RunMetrics:
     """Read one finished run's table metrics: certification first, training for the rest (one source per column).
 
     ``clean``, ``cra_36/72/108`` (CRA at ℓ2 radius 36/255, 72/255, 108/255; paper section 4) and ``K_f`` come from
@@ -209,6 +231,9 @@ def read_run_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
     ``tightness.json`` when present, in percent. A metric a file does not hold is left out. A missing metrics.json
     or certify.json raises FileNotFoundError naming it (no fallback to training's numbers); clean accuracies that
     disagree (:func:`check_clean_agreement`) raise ValueError naming both files.
+
+    With ``radius`` (a table row's certification radius) also :data:`RADIUS_METRICS`: ``cra`` from certify.json and
+    ``pgd`` from metrics.json at that radius; with ``timing`` ``s_epoch`` (:func:`mean_epoch_seconds`).
     """
     root = Path(run_dir)
     if not RunFiles(root).metrics.is_file():
@@ -229,6 +254,16 @@ def read_run_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
     tightness = read_tightness(root)
     if tightness is not None:
         values["tightness"] = tightness
+    if radius is not None and not math.isnan(radius):
+        if cra_key(radius) in certified:
+            values["cra"] = certified[cra_key(radius)]
+        if pgd_key(radius) in record["metrics"]:
+            values["pgd"] = finite_number(record["metrics"][pgd_key(radius)],
+                                          f"{RunFiles(root).metrics}: metrics[{pgd_key(radius)!r}]")
+    if timing:
+        seconds = mean_epoch_seconds(root)
+        if seconds is not None:
+            values["s_epoch"] = seconds
     return RunMetrics(root, record[SEED_KEY], values, data_label_of(record), collapse_of(record), retry_of(record))
 
 
@@ -272,9 +307,10 @@ def run_data_label(rows: Sequence[ManifestRow]) -> str | None:
     return "; ".join(labels) or None
 
 
-def read_runs(run_dirs: Iterable[str | os.PathLike[str]]) -> list[RunMetrics]:
-    """All runs of one table row, sorted by seed; a seed used twice raises ValueError."""
-    runs = [read_run_metrics(d) for d in run_dirs]
+def read_runs(run_dirs: Iterable[str | os.PathLike[str]], radius: float | None = None,
+              timing: bool = False) -> list[RunMetrics]:
+    """All runs of one table row (:func:`read_run_metrics`), sorted by seed; a seed used twice raises ValueError."""
+    runs = [read_run_metrics(d, radius, timing) for d in run_dirs]
     by_seed: dict[int, Path] = {}
     for run in runs:
         if run.seed in by_seed:
@@ -319,11 +355,22 @@ def aggregate_seeds(run_dirs: Iterable[str | os.PathLike[str]]) -> dict[str, See
     return summarise_runs(runs)
 
 
-def read_paper_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read CLL Table 1 or 2 (params/paper_tables/table1.csv, table2.csv): the :data:`KEY_COLUMNS` as strings and
-    the :data:`METRICS` as floats (NaN where the paper prints "-"); see
+def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
+    """A table's metric columns, checked against :data:`TABLE_METRICS`."""
+    unknown = [m for m in metrics if m not in TABLE_METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"table metrics must be a non-empty subset of {list(TABLE_METRICS)}, got {list(metrics)}")
+    return tuple(metrics)
+
+
+def read_paper_table(path: str | os.PathLike[str], metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """Read a paper table (CLL Table 1 or 2: params/paper_tables/table1.csv, table2.csv; seed 004's table 2:
+    locallip_table2.csv): the :data:`KEY_COLUMNS` as strings and the ``metrics`` as floats (NaN where the paper
+    prints "-"); a table with :data:`RADIUS_METRICS` also needs the ``radius`` column (each row's ℓ2 radius). See
     :func:`lipcert.reporting.paper_tables.read_paper_table`."""
-    return paper_tables.read_paper_table(path, KEY_COLUMNS, METRICS)
+    metrics = check_metrics(metrics)
+    radius = ("radius",) if any(m in RADIUS_METRICS for m in metrics) else ()
+    return paper_tables.read_paper_table(path, KEY_COLUMNS, (*radius, *metrics))
 
 
 def is_missing(value: Any) -> bool:

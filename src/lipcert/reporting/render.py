@@ -36,6 +36,9 @@ METRIC_LABELS = {
     "K_f": "K(f)",
     "K_hf": "K(h∘f)",
     "tightness": "Tightness",
+    "pgd": "PGD",
+    "cra": "Certified",
+    "s_epoch": "s/epoch",
 }
 
 
@@ -47,6 +50,9 @@ LATEX_METRIC_LABELS = {
     "K_f": "$K(f)$",
     "K_hf": "$K(h\\circ f)$",
     "tightness": "Tightness",
+    "pgd": "PGD",
+    "cra": "Certified",
+    "s_epoch": "s/epoch",
 }
 
 

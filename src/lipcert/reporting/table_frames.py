@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from . import paper_tables
-from .records import KEY_COLUMNS, METRICS, ManifestRow, SeedFlags, read_runs, row_status, summarise_runs
+from .records import (KEY_COLUMNS, METRICS, RADIUS_METRICS, TIMING_METRICS, ManifestRow, SeedFlags, check_metrics,
+                      read_runs, row_status, summarise_runs)
 
 __all__ = ["D_TABLE_DATASETS", "comparison_frame", "dataset_for_seed_table", "per_seed_frame", "read_paper_seeds"]
 
@@ -35,10 +36,15 @@ def dataset_for_seed_table(path: str | os.PathLike[str]) -> str | None:
     return next((dataset for prefix, dataset in D_TABLE_DATASETS.items() if stem.startswith(prefix)), None)
 
 
-def comparison_frame(rows: Sequence[ManifestRow], paper: pd.DataFrame, scale: str, data_label: str | None
-                     ) -> tuple[pd.DataFrame, list[SeedFlags]]:
-    """Tables 1 / 2: every paper row in the paper's order, then manifest rows not in the paper ("ours only");
-    with the flags of each row's runs (one per frame row)."""
+def comparison_frame(rows: Sequence[ManifestRow], paper: pd.DataFrame, scale: str, data_label: str | None,
+                     metrics: Sequence[str] = METRICS) -> tuple[pd.DataFrame, list[SeedFlags]]:
+    """Tables 1 / 2 (or seed 004's table 2 with its ``metrics``): every paper row in the paper's order, then manifest
+    rows not in the paper ("ours only"); with the flags of each row's runs (one per frame row). With
+    :data:`~lipcert.reporting.records.RADIUS_METRICS` each row is read at the paper's ``radius`` of that row (a
+    ``radius`` column; an "ours only" row has none and no such values)."""
+    metrics = check_metrics(metrics)
+    at_radius = any(m in RADIUS_METRICS for m in metrics)
+    timing = any(m in TIMING_METRICS for m in metrics)
     by_key = {row.key: row for row in rows}
     paper_keys = [tuple(k) for k in paper[list(KEY_COLUMNS)].itertuples(index=False)]
     paper_values = {key: paper.iloc[i] for i, key in enumerate(paper_keys)}
@@ -46,17 +52,20 @@ def comparison_frame(rows: Sequence[ManifestRow], paper: pd.DataFrame, scale: st
     records, flags = [], []
     for key in ordered:
         row = by_key.get(key)
-        runs = read_runs(row.runs) if row is not None else []
-        summary = summarise_runs(runs)
         in_paper = key in paper_values
+        radius = float(paper_values[key]["radius"]) if at_radius and in_paper else None
+        runs = read_runs(row.runs, radius, timing) if row is not None else []
+        summary = summarise_runs(runs, metrics)
         record: dict[str, Any] = dict(zip(KEY_COLUMNS, key))
+        if at_radius:
+            record["radius"] = math.nan if radius is None else radius
         record["status"] = row_status(in_paper, row.planned_runs if row is not None else None, len(runs))
         record["scale"] = scale
         record["data_label"] = data_label or ""
         record["seeds"] = ",".join(str(r.seed) for r in runs)
         flags.append(SeedFlags.of(runs))
         record.update(flags[-1].columns())
-        for metric in METRICS:
+        for metric in metrics:
             paper_value = float(paper_values[key][metric]) if in_paper else math.nan
             mean, std, n = summary[metric]
             record[f"{metric}_paper"] = paper_value

@@ -39,12 +39,15 @@ from .records import (  # re-exported: the public API of the tables stays import
     CRA_RADII,
     KEY_COLUMNS,
     METRICS,
+    RADIUS_METRICS,
+    TABLE_METRICS,
     ManifestRow,
     RunMetrics,
     SCALES,
     SeedFlags,
     SeedSummary,
     aggregate_seeds,
+    check_metrics,
     check_scale,
     is_missing,
     read_manifest,
@@ -76,12 +79,14 @@ __all__ = [
     "KEY_COLUMNS",
     "METRICS",
     "SCALES",
+    "TABLE_METRICS",
     "ManifestRow",
     "RunMetrics",
     "SeedSummary",
     "aggregate_seeds",
     "main",
     "per_seed_table",
+    "radius_label",
     "read_manifest",
     "read_paper_table",
     "read_run_metrics",
@@ -91,15 +96,53 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------------
-# Tables 1 and 2
+# Tables 1 and 2 (and seed 004's table 2)
+
+_CLL_EXPLANATION = (
+    "Clean accuracy, CRA at ℓ2 radius 36/255, 72/255, 108/255 and tightness in %. Ours: clean, CRA and K(f) from the "
+    "certification stage (certify.json), K(h∘f) from training (metrics.json), tightness from tightness.json.")
+
+_METRIC_EXPLANATIONS = {
+    "clean": "Clean: accuracy in % (certify.json).",
+    "pgd": "PGD: accuracy in % under the ℓ2 PGD-100 attack at the row's radius (training's final evaluation, "
+           "metrics.json).",
+    "cra": "Certified: certified robust accuracy in % at the row's radius (certify.json).",
+    "s_epoch": "s/epoch: seconds of training per epoch, the mean of the history's train_s (history.json); the "
+               "paper's times were measured on its own hardware (see the source), ours on the machine that ran the "
+               "workflow, so the two are not comparable as they are.",
+}
+"""How each metric of a table other than CLL Tables 1 and 2 is measured (its Markdown and LaTeX notes)."""
 
 
-def _comparison_cells(frame: pd.DataFrame, flags: Sequence[SeedFlags]) -> list[list[str]]:
+def _explanation(metrics: Sequence[str]) -> str:
+    if tuple(metrics) == METRICS:
+        return _CLL_EXPLANATION
+    return " ".join(_METRIC_EXPLANATIONS.get(m, f"{METRIC_LABELS[m]}: as in CLL Tables 1 and 2.") for m in metrics)
+
+
+def radius_label(radius: float) -> str:
+    """A certification radius as the papers print it: ``36/255`` for a multiple of 1/255, else ``1.58``."""
+    if is_missing(radius):
+        return "–"
+    steps = radius * 255
+    return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-3 else f"{radius:g}"
+
+
+def _columns(metrics: Sequence[str]) -> tuple[list[str], list[bool]]:
+    radius = ["Radius"] if any(m in RADIUS_METRICS for m in metrics) else []
+    header = [*(KEY_LABELS[c] for c in KEY_COLUMNS), *radius]
+    return header, [False] * len(header) + [True] * len(metrics) + [False]
+
+
+def _comparison_cells(frame: pd.DataFrame, flags: Sequence[SeedFlags], metrics: Sequence[str] = METRICS
+                      ) -> list[list[str]]:
     rows = []
     for rec, row_flags in zip(frame.to_dict("records"), flags):
         cells = [rec[c] or "–" for c in KEY_COLUMNS]
+        if "radius" in rec:
+            cells.append(radius_label(rec["radius"]))
         cells += [ours_paper_cell(rec[f"{m}_ours"], rec[f"{m}_std"], rec[f"{m}_n"], rec[f"{m}_paper"], " ± ",
-                                  flag_mark(row_flags), accuracy=is_accuracy(m)) for m in METRICS]
+                                  flag_mark(row_flags), accuracy=is_accuracy(m)) for m in metrics]
         rows.append([*cells, rec["status"]])
     return rows
 
@@ -110,29 +153,28 @@ def _comparison_notes(frame: pd.DataFrame, flags: Sequence[SeedFlags], source: s
 
 
 def _comparison_markdown(frame: pd.DataFrame, flags: Sequence[SeedFlags], title: str, scale: str,
-                         data_label: str | None, source: str) -> str:
-    header = [*(KEY_LABELS[c] for c in KEY_COLUMNS), *(METRIC_LABELS[m] for m in METRICS), "Status"]
-    aligned = [False] * len(KEY_COLUMNS) + [True] * len(METRICS) + [False]
+                         data_label: str | None, source: str, metrics: Sequence[str] = METRICS) -> str:
+    keys, aligned = _columns(metrics)
+    header = [*keys, *(METRIC_LABELS[m] for m in metrics), "Status"]
     lines = [f"## {title}: paper vs ours", *header_lines(scale, data_label)]
     lines.append(
-        "Cells: ours as mean ± sample std (n - 1) over seeds (paper value); – = no value. Clean accuracy, "
-        "CRA at ℓ2 radius 36/255, 72/255, 108/255 and tightness in %. Ours: clean, CRA and K(f) from the "
-        "certification stage (certify.json), K(h∘f) from training (metrics.json), tightness from tightness.json. "
+        f"Cells: ours as mean ± sample std (n - 1) over seeds (paper value); – = no value. {_explanation(metrics)} "
         "Differences (ours - paper) and seed counts are in the CSV."
     )
     lines += _comparison_notes(frame, flags, source)
-    return "\n\n".join([*lines, markdown_table(header, _comparison_cells(frame, flags), aligned)]) + "\n"
+    return "\n\n".join([*lines, markdown_table(header, _comparison_cells(frame, flags, metrics), aligned)]) + "\n"
 
 
 def _comparison_latex(frame: pd.DataFrame, flags: Sequence[SeedFlags], title: str, scale: str,
-                      data_label: str | None, source: str) -> str:
-    header = [*(KEY_LABELS[c] for c in KEY_COLUMNS), *(LATEX_METRIC_LABELS[m] for m in METRICS), "Status"]
-    rows = [[latex_escape(cell) for cell in row] for row in _comparison_cells(frame, flags)]
+                      data_label: str | None, source: str, metrics: Sequence[str] = METRICS) -> str:
+    keys, aligned = _columns(metrics)
+    header = [*keys, *(LATEX_METRIC_LABELS[m] for m in metrics), "Status"]
+    rows = [[latex_escape(cell) for cell in row] for row in _comparison_cells(frame, flags, metrics)]
     datasets = list(frame["dataset"])
     rules = [i > 0 and datasets[i] != datasets[i - 1] for i in range(len(datasets))]
-    aligned = [False] * len(KEY_COLUMNS) + [True] * len(METRICS) + [False]
+    explained = [] if tuple(metrics) == METRICS else [_explanation(metrics)]
     notes = [*header_lines(scale, data_label), "Cells: ours as mean ± sample std over seeds (paper value); – = no value.",
-             *_comparison_notes(frame, flags, source)]
+             *explained, *_comparison_notes(frame, flags, source)]
     comments = latex_comments(f"{title}, paper vs ours", scale, data_label)
     return "\n".join([*comments, latex_tabular(header, rows, aligned, [latex_escape(n) for n in notes], rules)]) + "\n"
 
@@ -145,6 +187,7 @@ def write_table(
     data_label: str | None = None,
     *,
     title: str | None = None,
+    metrics: Sequence[str] = METRICS,
 ) -> pd.DataFrame:
     """Write a paper table (CLL Table 1 or 2) next to our results as out_stem.csv, .md and .tex.
 
@@ -158,16 +201,22 @@ def write_table(
     Markdown and LaTeX show "ours ± std (paper)" cells (marked † where a seed collapsed, with a footnote), the
     scale, the data label, the paper source (params/paper_tables/sources.yaml) and, at a scale other than
     ``paper``, the caveat that the numbers are not comparable with the paper. Returns the CSV's frame.
+
+    ``metrics`` (default :data:`METRICS`, CLL Tables 1 and 2) chooses other columns of
+    :data:`~lipcert.reporting.records.TABLE_METRICS`: seed 004's table 2 has clean, ``pgd`` and ``cra`` at the row's
+    radius (the paper CSV's ``radius``; a ``radius`` column in the outputs) and ``s_epoch`` (mean of history.json's
+    ``train_s``).
     """
     check_scale(scale)
+    metrics = check_metrics(metrics)
     rows = read_manifest(manifest)
-    paper = read_paper_table(paper_csv)
+    paper = read_paper_table(paper_csv, metrics)
     source = source_sentence(paper_source(paper_csv))
     title = title or Path(paper_csv).stem
     data_label = data_label or run_data_label(rows)
-    frame, flags = comparison_frame(rows, paper, scale, data_label)
-    markdown = _comparison_markdown(frame, flags, title, scale, data_label, source)
-    latex = _comparison_latex(frame, flags, title, scale, data_label, source)
+    frame, flags = comparison_frame(rows, paper, scale, data_label, metrics)
+    markdown = _comparison_markdown(frame, flags, title, scale, data_label, source, metrics)
+    latex = _comparison_latex(frame, flags, title, scale, data_label, source, metrics)
     write_outputs(out_stem, frame, markdown, latex)
     return frame
 
@@ -300,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_argument("--data-label", default=None,
                          help='e.g. "CIFAR-10 (JPEG export)" (default: the labels the runs recorded)')
         sub.add_argument("--title", default=None)
+        if name == "table":
+            sub.add_argument("--metrics", nargs="+", default=list(METRICS), choices=TABLE_METRICS,
+                             help="the metric columns (default: CLL Tables 1 and 2's)")
         if name == "per-seed":
             sub.add_argument("--dataset", default=None,
                              help="dataset of the manifest rows (default: from the file name tableD6/D7/D8)")
@@ -311,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "write-manifest":
         return _write_manifest(args.json, args.out)
     if args.command == "table":
-        frame = write_table(args.manifest, args.paper, args.scale, args.out, args.data_label, title=args.title)
+        frame = write_table(args.manifest, args.paper, args.scale, args.out, args.data_label, title=args.title,
+                            metrics=args.metrics)
     else:
         frame = per_seed_table(args.manifest, args.paper, args.scale, args.out, dataset=args.dataset,
                                method=args.method, data_label=args.data_label, title=args.title)
