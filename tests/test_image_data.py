@@ -8,8 +8,6 @@ a failed preparation must leave no cache behind.  No network and no shared data 
 import hashlib
 import json
 import pickle
-import sys
-import types
 import urllib.error
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -26,6 +24,8 @@ from lipcert.data.tiny_imagenet import load_tiny_imagenet
 from lipcert.datasets import load_data, prepare_data_cache
 from lipcert.run_config import DataConfig, load_run_config
 from lipcert.training import train_run
+
+from fakes import fake_torchvision
 
 
 # ---------------------------------------------------------------- miniature writers (official formats)
@@ -221,15 +221,7 @@ def test_cifar100_image_folder_class_names_are_the_sorted_official_names(tmp_pat
 
 
 def _fake_torchvision(monkeypatch, calls, download):
-    class FakeCIFAR10:
-        def __init__(self, root, train=True, download=False):
-            calls.append((root, train, download))
-            download_fn(Path(root))
-
-    download_fn = download
-    module = types.ModuleType("torchvision")
-    module.datasets = types.SimpleNamespace(CIFAR10=FakeCIFAR10, CIFAR100=FakeCIFAR10)
-    monkeypatch.setitem(sys.modules, "torchvision", module)
+    fake_torchvision(monkeypatch, calls, download, ("CIFAR10", "CIFAR100"))
 
 
 def test_torchvision_download_failure_says_how_to_provide_local_files(tmp_path, monkeypatch):

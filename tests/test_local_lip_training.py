@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import yaml
 
 from lipcert.activations import ReLUTheta
 from lipcert.attacks import l2_pgd
@@ -19,6 +18,7 @@ from lipcert.run_config import OptimConfig
 from lipcert.schedules import exponential_decay_lr
 from lipcert.trained_run import load_trained_model
 from lipcert.training import train_run
+from fakes import install_architectures
 
 TINY = {
     "tiny_relu_theta": {"input_shape": [3, 8, 8], "layers": "c(4,3,1,1) c(8,4,2,1) d(16) d(10)",
@@ -30,10 +30,7 @@ TINY = {
 
 @pytest.fixture()
 def tiny_archs(tmp_path, monkeypatch):
-    (tmp_path / "archs").mkdir()
-    (tmp_path / "archs" / "architectures.yaml").write_text(yaml.safe_dump(TINY))
-    monkeypatch.setenv("LIPCERT_PARAMS_DIR", str(tmp_path / "archs"))
-    return tmp_path
+    return install_architectures(tmp_path, monkeypatch, TINY)
 
 
 def _images(n_train=60, n_test=30, seed=0):

@@ -11,7 +11,6 @@ import hashlib
 import re
 import struct
 import sys
-import types
 import urllib.error
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +24,8 @@ from lipcert.data.tensor_data import as_model_input, load_cache
 from lipcert.datasets import detect_format as detect_dataset_format
 from lipcert.datasets import load_data, prepare_data_cache
 from lipcert.run_config import DATASET_NAMES, DataConfig, load_run_config
+
+from fakes import fake_torchvision
 
 TRAIN_IMAGES, TRAIN_LABELS = IDX_FILES["train"]
 TEST_IMAGES, TEST_LABELS = IDX_FILES["test"]
@@ -205,15 +206,7 @@ def test_unknown_format_is_rejected(tmp_path):
 # ---------------------------------------------------------------- torchvision
 
 def _fake_torchvision(monkeypatch, calls, download):
-    class FakeMNIST:
-        def __init__(self, root, train=True, download=False):
-            calls.append((root, train, download))
-            download_fn(Path(root))
-
-    download_fn = download
-    module = types.ModuleType("torchvision")
-    module.datasets = types.SimpleNamespace(MNIST=FakeMNIST)
-    monkeypatch.setitem(sys.modules, "torchvision", module)
+    fake_torchvision(monkeypatch, calls, download, ("MNIST",))
 
 
 def _assert_says_how_to_provide_files(err, root):

@@ -21,6 +21,7 @@ from lipcert.models import FAMILY_PARAMETER_COUNTS, build_model, load_architectu
 from lipcert.params import run_config_from_params
 from lipcert.training import load_trained_model, train_run
 from tiny_architectures import TINY_ONE_LIPSCHITZ
+from fakes import install_architectures
 
 TINY = TINY_ONE_LIPSCHITZ
 METHODS = {"soc": "LipConv-10", "cll_lipconv": "LipConv-10", "cpl": "CPL-S", "cll_cpl": "CPL-S",
@@ -29,10 +30,7 @@ METHODS = {"soc": "LipConv-10", "cll_lipconv": "LipConv-10", "cpl": "CPL-S", "cl
 
 @pytest.fixture()
 def tiny_archs(tmp_path, monkeypatch):
-    (tmp_path / "archs").mkdir()
-    (tmp_path / "archs" / "architectures.yaml").write_text(yaml.safe_dump(TINY))
-    monkeypatch.setenv("LIPCERT_PARAMS_DIR", str(tmp_path / "archs"))
-    return tmp_path
+    return install_architectures(tmp_path, monkeypatch, TINY)
 
 
 def _data(n_train=40, n_test=20, seed=0, size=8):
