@@ -277,3 +277,51 @@ def test_tightness_attack_steps_read_nothing_back(tmp_path, monkeypatch, method)
     monkeypatch.setattr(tightness, "attack_step", step)
     result = tightness.tightness_attack(model, x1, x2, steps=3)
     assert len(calls) == 4 and 0 < result.lower_bound <= result.global_lipschitz * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("vectors", ["random", "saved"])
+def test_local_lip_step_and_local_certificate_on_a_fake_cuda_model(monkeypatch, tmp_path, vectors):
+    """A Local-Lip-B step (BCP bounds, masked per-sample norms, stored vectors read on the host and moved to the
+    device, worst logits, sparsity loss, ReLUθ projection) and the local certificate's float64 path on fake CUDA."""
+    from lipcert.local_certification import local_certified
+    from lipcert.losses.local_lip_loss import LocalLipLossConfig, TrainingBatch, local_lip_loss, local_lip_state
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    spec = {**TINY_CONV, "activation": "relu_theta"}
+    model = build_from_spec(ArchitectureSpec.from_dict("tiny_relu_theta", spec), seed=0)
+    config = LocalLipLossConfig(eps=0.1, warmup=0.0, ramp=0.5, vectors=vectors, sparsity=0.01, sparsity_theta=0.1)
+    state = local_lip_state(config, model, 5, tmp_path, 0)
+    with mode:
+        model = model.to(CUDA)
+
+    def fake_backward(self, *args, **kwargs):
+        assert self.device.type == "cuda"
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+
+    monkeypatch.setattr(torch.Tensor, "backward", fake_backward)
+    with mode:
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        xb = torch.rand(5, 3, 12, 12, device=CUDA)
+        yb = torch.randint(0, 4, (5,), device=CUDA)
+        projected = [m for m in model.modules() if hasattr(m, "project_")]
+        batch = TrainingBatch(model, xb, torch.arange(5), 7, 10, 2, state)
+        if vectors == "saved":
+            # the store is host memory: whether the batch's rows were written is read from a CPU tensor (no device
+            # read in a real run); fake mode cannot tell the two apart, so the step stops exactly there
+            with pytest.raises(DataDependentOutputException) as stop:
+                train_step(model, optimizer, local_lip_loss(config, 20), xb, yb, 7, None, None, batch, projected)
+            assert stop.traceback[-1].path.name == "fake_impls.py"
+            assert any(entry.path.name == "vector_store.py" for entry in stop.traceback)
+            state.vectors.written[state.vectors.current][:] = True
+            state.vectors.read = lambda index, device: ([torch.zeros((5, *s), device=device)
+                                                         for s in state.vectors.shapes], True)
+        loss, logits, _ = train_step(model, optimizer, local_lip_loss(config, 20), xb, yb, 7, None, None, batch,
+                                     projected)
+        assert loss.device.type == logits.device.type == "cuda" and projected
+        assert all(p.device.type == "cuda" for p in model.parameters())
+        for layer in model.spectral_layers():  # what converge() leaves behind, without its host reads
+            layer.sigma_converged.fill_(2.0)
+            layer._converged_at_version = layer.weight._version
+        with pytest.raises(DataDependentOutputException):  # Lanczos's one host read per cycle is the only one
+            local_certified(model, xb, yb, 0.1)
