@@ -91,6 +91,7 @@ def test_no_locally_certified_image_is_broken_by_pgd(tiny_archs):
     assert result.certified_accuracy[0] == pytest.approx(float(certified.sum()) / y.numel())
     assert details["global_certified"]["0.05"] + details["local_certified"]["0.05"] == int(certified.sum())
     assert details["local_checked"]["0.05"] <= y.numel() - details["global_certified"]["0.05"]
+    assert details["local_matvecs"]["0.05"] > 0 and details["global_norm_fallbacks"]["0.05"] >= 0
 
 
 def test_two_moons_local_lip_certifies_more_than_the_global_bound_and_holds_against_pgd(tmp_path):
